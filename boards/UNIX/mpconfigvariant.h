@@ -1,0 +1,4 @@
+// The simulated meter board: MicroPython's unix port at the "extra features" level,
+// like the standard variant, with our firmware frozen in (see firmware/manifest.py).
+#define MICROPY_CONFIG_ROM_LEVEL (MICROPY_CONFIG_ROM_LEVEL_EXTRA_FEATURES)
+#include "variants/mpconfigvariant_common.h"

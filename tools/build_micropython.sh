@@ -1,0 +1,56 @@
+#!/bin/sh
+# Builds the simulated meter: MicroPython 1.25.0 from Debian's source package, its unix
+# port with our variant (boards/UNIX), our firmware frozen in and our C user modules.
+# Idempotent: each step is skipped when its result is already there, so a second run
+# only re-runs make (a few seconds). Everything lands in build/.
+#
+# MPY_DIR=/path/to/micropython uses an existing checkout instead of Debian's source.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$ROOT/build
+MPY_VERSION=1.25.0+ds-1
+SRC=${MPY_DIR:-$BUILD/micropython-src}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+need_packages() {
+    missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "build: installing Debian packages:$missing"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    fi
+}
+
+fetch_source() {
+    # Debian trixie's source package, through a private apt configuration whose mirror is
+    # the one this machine already uses (taken from its own sources), so no host is
+    # written here. dpkg-source applies Debian's patches (system mbedTLS among them).
+    [ -f "$SRC/.dlms-source-ok" ] && return 0
+    apt_dir=$BUILD/apt
+    mkdir -p "$apt_dir/lists/partial"
+    mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+        awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit} /^deb / && $0 !~ /security/ {for (i=2;i<=NF;i++) if ($i ~ /^http/) {print $i; exit}}')
+    [ -n "$mirror" ] || { echo "build: no Debian mirror in this machine's apt sources" >&2; exit 1; }
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$apt_dir/sources.list"
+    apt_opts="-o Dir::Etc::SourceList=$apt_dir/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$apt_dir/lists"
+    apt-get -qq $apt_opts update
+    rm -rf "$apt_dir/pkg" "$SRC" && mkdir -p "$apt_dir/pkg"
+    (cd "$apt_dir/pkg" && apt-get -qq $apt_opts source --download-only "micropython=$MPY_VERSION" 2>/dev/null &&
+        dpkg-source -x --no-check ./*.dsc src >/dev/null)
+    mv "$apt_dir/pkg/src" "$SRC"
+    touch "$SRC/.dlms-source-ok"
+}
+
+need_packages build-essential dpkg-dev libmbedtls-dev libffi-dev pkgconf python3
+[ -n "${MPY_DIR:-}" ] || fetch_source
+make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
+make -s -C "$SRC/ports/unix" -j"$JOBS" \
+    VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix" \
+    FROZEN_MANIFEST="$ROOT/firmware/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
+    MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true
+cp "$BUILD/unix/micropython" "$BUILD/micropython.new" && mv -f "$BUILD/micropython.new" "$BUILD/micropython"
+cp "$SRC/mpy-cross/build/mpy-cross" "$BUILD/mpy-cross"
+echo "build: $BUILD/micropython ready"
