@@ -49,7 +49,7 @@ need_packages build-essential dpkg-dev libmbedtls-dev libffi-dev pkgconf python3
 make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 make -s -C "$SRC/ports/unix" -j"$JOBS" \
     VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix" \
-    FROZEN_MANIFEST="$ROOT/firmware/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
+    FROZEN_MANIFEST="$ROOT/boards/UNIX/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
     MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true
 cp "$BUILD/unix/micropython" "$BUILD/micropython.new" && mv -f "$BUILD/micropython.new" "$BUILD/micropython"
 cp "$SRC/mpy-cross/build/mpy-cross" "$BUILD/mpy-cross"

@@ -1,0 +1,19 @@
+# Events handed up by the link layers (docs/INTERFACES.md, "Links").
+# An event is a tuple (kind, client_address, payload); next_event() returns the
+# NEED_DATA sentinel when nothing is pending. Kinds are small ints so that a
+# dispatcher can index a table with them.
+from micropython import const
+
+EV_CONNECT = const(1)  # payload None: the client opened the data link (HDLC UA sent)
+EV_APDU = const(2)  # payload: one whole APDU, link headers (LLC, wrapper) removed
+EV_DISCONNECT = const(3)  # payload None: link closed (DISC, timeout, reset, fatal error)
+
+
+class _NeedData:
+    """Sentinel: the link needs more bytes before it has another event."""
+
+    def __repr__(self):
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()

@@ -1,0 +1,83 @@
+"""Composition root: board config -> object model -> server -> asyncio tasks.
+
+Imports only define; everything is built in main(). On the unix port:
+    micropython -m main --hdlc-port 4061 --wrapper-port 4059 --state build/state
+"""
+import sys
+import asyncio
+
+from board import BOARD
+from dlms.hdlc import HDLCLink
+from dlms.wrapper import WrapperLink
+from dlms.server import DlmsServer
+from cosem.table import build_objects
+from adapters import net
+from adapters.rtc import SimulatedClock
+
+# Command-line options of the simulator: name -> (config key, converter).
+OPTIONS = {
+    "--host": ("host", str),
+    "--hdlc-port": ("hdlc_port", int),
+    "--wrapper-port": ("wrapper_port", int),
+    "--state": ("state", str),
+    "--speed": ("speed", int),
+    "--physical-address": ("physical", int),
+}
+DEFAULTS = {"host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1, "physical": 16}
+
+
+def parse_args(argv):
+    config = dict(DEFAULTS)
+    k = 0
+    while k < len(argv):
+        if argv[k] not in OPTIONS or k + 1 >= len(argv):
+            raise SystemExit("unknown option or missing value: " + argv[k] + "\noptions: " + " ".join(OPTIONS))
+        key, convert = OPTIONS[argv[k]]
+        config[key] = convert(argv[k + 1])
+        k += 2
+    return config
+
+
+def make_hdlc_factory(hdlc, physical):
+    def make():
+        return HDLCLink(
+            server_logical=hdlc["logical"],
+            server_physical=physical,
+            max_info_tx=hdlc["max_info"],
+            max_info_rx=hdlc["max_info"],
+            window=hdlc["window"],
+            inactivity_ms=hdlc["inactivity_s"] * 1000,
+        )
+
+    return make
+
+
+def announce(config, server):
+    print("DLMS/COSEM meter on", BOARD["name"])
+    print("  logical device name:", BOARD["ldn"].decode())
+    print("  HDLC over TCP:  %s:%d  (server logical 1, physical %d)" % (config["host"], config["hdlc_port"], config["physical"]))
+    print("  wrapper (IEC 62056-47): %s:%d  (server wPort 1)" % (config["host"], config["wrapper_port"]))
+    print("  state directory:", config["state"])
+    for line in server.describe_clients():
+        print("  client", line)
+
+
+async def serve(config):
+    clock = SimulatedClock(config["speed"])
+    objects = build_objects(BOARD, clock)
+    server = DlmsServer(objects, BOARD)
+    registry = net.LinkRegistry()
+    hdlc = dict(BOARD["hdlc"])
+    await net.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"]), server, registry)
+    await net.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"]), server, registry)
+    announce(config, server)
+    await net.ticker(registry)
+
+
+def main(argv=None):
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()
