@@ -11,25 +11,11 @@ from dlms import errors
 from dlms.axdr import decode_data, encode_data
 from dlms.events import NEED_DATA, EV_APDU, EV_CONNECT, EV_DISCONNECT
 
-# What the meter offers (Green Book 9.4.6.1 conformance block); the association
-# gets the intersection with what the client proposes.
-SERVER_CONFORMANCE = (
-    acse.CONF_GET | acse.CONF_SET | acse.CONF_ACTION | acse.CONF_SELECTIVE_ACCESS
-    | acse.CONF_BLOCK_TRANSFER_WITH_GET | acse.CONF_BLOCK_TRANSFER_WITH_SET
-    | acse.CONF_MULTIPLE_REFERENCES
-)
 # Smallest client PDU worth serving: a GET response block header plus some data.
 _MIN_CLIENT_PDU = const(12)
 # Response header of a GET with-datablock: tag, choice, invoke, last, block(4), choice,
 # raw-data length (up to 3 octets).
 _BLOCK_OVERHEAD = const(12)
-
-# Clients the meter accepts: SAP -> (name, authentication mechanism, context).
-# The object table holds what each may read, write and invoke.
-CLIENTS = {
-    16: ("public", acse.MECH_LOWEST, acse.CONTEXT_LN),
-    32: ("reader (LLS)", acse.MECH_LLS, acse.CONTEXT_LN),
-}
 
 
 class Association:
@@ -41,10 +27,13 @@ class Association:
         self.table = server.table
         self.client = client
         self.server_sap = 1
-        policy = CLIENTS.get(client)
-        self.client_name = policy[0] if policy else None
-        self.mechanism = policy[1] if policy else None
-        self.context = policy[2] if policy else None
+        # The clients the meter accepts, their mechanism, context and offered
+        # conformance (Green Book 9.4.6.1) live in the object table, beside their rights.
+        policy = server.table.client(client) or {}
+        self.client_name = policy.get("name")
+        self.mechanism = policy.get("mechanism")
+        self.context = policy.get("context")
+        self.offered_conformance = policy.get("conformance", 0)
         self.associated = False
         self.conformance = 0
         self.client_max_pdu = 0
@@ -135,10 +124,10 @@ def _authenticate(assoc, aarq):
             return acse.DIAG_AUTHENTICATION_REQUIRED
         return acse.DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
     if mechanism == acse.MECH_LLS:
-        secret = assoc.server.secrets.get(assoc.client)
         if aarq.calling_authentication_value is None:
             return acse.DIAG_AUTHENTICATION_REQUIRED
-        if secret is None or aarq.calling_authentication_value != secret:
+        association = assoc.table.association_for(assoc.client)
+        if association is None or not association.verify_secret(aarq.calling_authentication_value):
             return acse.DIAG_AUTHENTICATION_FAILURE
     return None
 
@@ -171,7 +160,7 @@ def _aarq(assoc, request):
     if initiate.client_max_receive_pdu_size < _MIN_CLIENT_PDU:
         return _refuse(context, acse.DIAG_NO_REASON_GIVEN,
                        acse.encode_initiate_error(acse.INITIATE_ERROR_PDU_SIZE_TOO_SHORT))
-    conformance = initiate.proposed_conformance & SERVER_CONFORMANCE
+    conformance = initiate.proposed_conformance & assoc.offered_conformance
     if not conformance:
         return _refuse(context, acse.DIAG_NO_REASON_GIVEN,
                        acse.encode_initiate_error(acse.INITIATE_ERROR_INCOMPATIBLE_CONFORMANCE))
@@ -359,7 +348,6 @@ class DlmsServer:
     def __init__(self, table, board):
         self.table = table
         self.max_pdu = board.get("max_pdu", 1024)
-        self.secrets = {32: board.get("lls_password")}
 
     def open_session(self, client):
         return Association(self, client)
@@ -370,7 +358,7 @@ class DlmsServer:
         sessions.clear()
 
     def describe_clients(self):
-        return ["%d: %s" % (sap, CLIENTS[sap][0]) for sap in sorted(CLIENTS)]
+        return ["%d: %s" % (sap, self.table.client(sap)["name"]) for sap in self.table.clients()]
 
     def pump(self, link, sessions, now):
         """Drain a link's events: open, feed and close associations."""

@@ -45,9 +45,25 @@ class FakeRegister:
         return (17, 7)
 
 
+class FakeAssociation:
+    def verify_secret(self, secret):
+        return secret == b"12345678"
+
+
+CONF = 0x1E1D  # get, set, action, selective access, block transfer, with-list
+
+
 class FakeTable:
     def __init__(self):
         self.reg = FakeRegister()
+
+    def client(self, sap):
+        policy = {16: ("public", 0), 32: ("reader", 1)}.get(sap)
+        if policy:
+            return {"sap": sap, "name": policy[0], "mechanism": policy[1], "context": 1, "conformance": CONF}
+
+    def association_for(self, sap):
+        return FakeAssociation()
 
     def lookup(self, class_id, instance):
         return self.reg if (class_id, instance) == (3, ENERGY) else None

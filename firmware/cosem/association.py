@@ -1,0 +1,186 @@
+# Association LN (IC 15, version 1, Blue Book 4.4.3): what an association may
+# see and do. Two kinds of instance share this class:
+#   - the current association 0-0:40.0.0.255 (client None): every attribute
+#     describes whoever is asking, taken from ctx;
+#   - one instance per configured client (IDIS style, 0-0:40.0.E.255): the
+#     same attributes for that client, from the object table's client policy.
+# The object table owns the lists and the rights; this class only shapes them
+# into the A-XDR the Blue Book defines.
+#
+# ctx (the calling association, dlms/server.py's Association) must have
+# `client` (client SAP). Read when present, else the client policy's value:
+# `server_sap`, `context` (application context id, 1 LN or 3 LN ciphered),
+# `mechanism`, `conformance` (negotiated, 24-bit int), `max_pdu` (largest PDU
+# the server may send this client), `pending` (True between AARE and HLS pass
+# 4) and `reply_to_hls(bytes) -> bytes`, the security layer's HLS pass 3/4 hook.
+from micropython import const
+
+from dlms.acse import DLMS_VERSION, MECH_LLS
+from dlms.axdr import (
+    ARRAY,
+    BIT_STRING,
+    ENUM,
+    INTEGER,
+    LONG_UNSIGNED,
+    NULL,
+    OCTET_STRING,
+    STRUCTURE,
+    UNSIGNED,
+)
+from cosem.base import CosemObject
+from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED
+
+# association_status enum.
+NON_ASSOCIATED = const(0)
+ASSOCIATION_PENDING = const(1)
+ASSOCIATED = const(2)
+
+# Object identifiers 2.16.756.5.8.1.x and 2.16.756.5.8.2.x as the BER contents
+# octets (60 85 74 = 2.16.756, then 05 08 ...). Attributes 4 and 6 are sent as
+# this octet-string, the form of current Blue Book editions; Gurux's client
+# parses it (it tests for the leading 0x60) as well as the old 7-member
+# structure, and dlms-cosem takes any data.
+_CONTEXT_ARC = b"\x60\x85\x74\x05\x08\x01"
+_MECHANISM_ARC = b"\x60\x85\x74\x05\x08\x02"
+
+# Longest LLS password accepted (Green Book: the secret is an octet-string;
+# DLMS clients commonly allow 8..64 characters).
+_MAX_SECRET = const(64)
+
+
+class AssociationLN(CosemObject):
+    class_id = 15
+    version = 1
+    ATTRIBUTES = (
+        (1, "logical_name", None),
+        (2, "object_list", None),
+        (3, "associated_partners_id", None),
+        (4, "application_context_name", None),
+        (5, "xdlms_context_info", None),
+        (6, "authentication_mechanism_name", None),
+        (7, "secret", OCTET_STRING),
+        (8, "association_status", None),
+        (9, "security_setup_reference", None),
+    )
+    METHODS = (
+        (1, "reply_to_HLS_authentication", OCTET_STRING),
+        (2, "change_HLS_secret", OCTET_STRING),
+        (3, "add_object", STRUCTURE),
+        (4, "remove_object", STRUCTURE),
+    )
+
+    def __init__(self, logical_name, table, client=None, secret=None, security_setup=None):
+        """client None: the current association. table: the ObjectTable (for
+        object lists, rights and client policy). secret: the LLS password of
+        an LLS client's instance."""
+        super().__init__(logical_name)
+        self.table = table
+        self.client = client
+        self.secret = secret
+        self.security_setup = security_setup or b"\x00\x00\x2b\x00\x00\xff"
+
+    def _client(self, ctx):
+        return ctx.client if self.client is None else self.client
+
+    def _policy(self, ctx):
+        p = self.table.client(self._client(ctx))
+        if p is None:
+            raise AccessError(OTHER_REASON, "no policy for this client")
+        return p
+
+    def _from_ctx(self, ctx, name, default):
+        # Only the current association reflects the live session.
+        return getattr(ctx, name, default) if self.client is None else default
+
+    def verify_secret(self, password):
+        """Constant-time comparison of an LLS password (AARQ calling-authentication)."""
+        s = self.secret
+        if s is None or password is None or len(password) != len(s):
+            return False
+        diff = 0
+        for k in range(len(s)):
+            diff |= s[k] ^ password[k]
+        return diff == 0
+
+    # --- attributes --------------------------------------------------------
+
+    def get_object_list(self, ctx):
+        client = self._client(ctx)
+        t = self.table
+        entries = []
+        for obj in t.objects_for(client):
+            attrs = [
+                (STRUCTURE, [(INTEGER, a[0]), (ENUM, t.attribute_access(client, obj, a[0])), (NULL, None)])
+                for a in obj.ATTRIBUTES
+            ]
+            methods = [
+                (STRUCTURE, [(INTEGER, m[0]), (ENUM, t.method_access(client, obj, m[0]))])
+                for m in obj.METHODS
+            ]
+            entries.append((STRUCTURE, [
+                (LONG_UNSIGNED, obj.class_id),
+                (UNSIGNED, obj.version),
+                (OCTET_STRING, obj.logical_name),
+                (STRUCTURE, [(ARRAY, attrs), (ARRAY, methods)]),
+            ]))
+        return (ARRAY, entries)
+
+    def get_associated_partners_id(self, ctx):
+        server_sap = self._from_ctx(ctx, "server_sap", self.table.server_sap)
+        return (STRUCTURE, [(INTEGER, self._client(ctx)), (LONG_UNSIGNED, server_sap)])
+
+    def get_application_context_name(self, ctx):
+        context = self._from_ctx(ctx, "context", self._policy(ctx)["context"])
+        return (OCTET_STRING, _CONTEXT_ARC + bytes((context,)))
+
+    def get_xdlms_context_info(self, ctx):
+        p = self._policy(ctx)
+        conformance = self._from_ctx(ctx, "conformance", p["conformance"])
+        max_pdu = self.table.max_pdu
+        return (STRUCTURE, [
+            (BIT_STRING, (24, conformance.to_bytes(3, "big"))),
+            (LONG_UNSIGNED, max_pdu),   # what the server receives
+            (LONG_UNSIGNED, self._from_ctx(ctx, "max_pdu", max_pdu)),
+            (UNSIGNED, DLMS_VERSION),
+            (INTEGER, 0),           # quality_of_service: not used
+            (OCTET_STRING, b""),    # cyphering_info: the dedicated key is never shown
+        ])
+
+    def get_authentication_mechanism_name(self, ctx):
+        mech = self._from_ctx(ctx, "mechanism", self._policy(ctx)["mechanism"])
+        return (OCTET_STRING, _MECHANISM_ARC + bytes((mech,)))
+
+    def get_secret(self, ctx):
+        # Write-only whatever any table says: a secret never leaves the meter.
+        raise AccessError(READ_WRITE_DENIED, "secret is write-only")
+
+    def set_secret(self, value, ctx):
+        # Only an LLS client's own instance holds a password; HLS-GMAC secrets
+        # are keys, replaced through the security setup object.
+        if self.client is None or self._policy(ctx)["mechanism"] != MECH_LLS:
+            raise AccessError(READ_WRITE_DENIED, "no LLS secret here")
+        if not 1 <= len(value[1]) <= _MAX_SECRET:
+            raise AccessError(OTHER_REASON, "secret length")
+        self.secret = bytes(value[1])
+
+    def get_association_status(self, ctx):
+        if self._client(ctx) != ctx.client:
+            # Other clients' sessions are not tracked by the object model.
+            return (ENUM, NON_ASSOCIATED)
+        return (ENUM, ASSOCIATION_PENDING if getattr(ctx, "pending", False) else ASSOCIATED)
+
+    def get_security_setup_reference(self, ctx):
+        return (OCTET_STRING, self.security_setup)
+
+    # --- methods -------------------------------------------------------------
+    # change_HLS_secret, add_object and remove_object are declared, not
+    # implemented: HLS-GMAC keys change through security setup, and the object
+    # list is fixed by the table.
+
+    def do_reply_to_HLS_authentication(self, value, ctx):
+        # HLS pass 3/4 belongs to the session (it holds the challenges and
+        # keys): the security layer provides ctx.reply_to_hls.
+        hook = getattr(ctx, "reply_to_hls", None)
+        if self.client is not None or hook is None:
+            raise AccessError(READ_WRITE_DENIED, "no HLS authentication here")
+        return (OCTET_STRING, hook(value[1]))
