@@ -1,0 +1,352 @@
+"""Simulated ADC for the unix board, and a replay source for recorded samples.
+
+SimADC(config).fill(v_block, i_block) writes len(v_block) sample pairs (array('h'),
+signed 12-bit codes with mid-scale removed, like adapters/adc_board.py) and advances
+the simulated clock by that many sample periods. Floats are used only to build tables
+when the configuration changes; the per-sample loop is integer viper:
+
+- a 30-bit phase accumulator (DDS) steps through one-period tables of the voltage and
+  current waveforms (1024 points, Q8 LSB, linear interpolation). Each harmonic's table
+  amplitude is divided by sinc(h*pi/1024)**2, the gain of linear interpolation, so the
+  generated waveform carries exactly the configured amplitudes;
+- noise comes from a per-channel table of 1024 Gaussian values (Box-Muller on a seeded
+  LCG, normalised to zero mean and the configured RMS) indexed by a 30-bit LCG per
+  sample: deterministic for a given seed, on every port;
+- DC offset is added, then the sum is rounded to an LSB and clamped to the ADC range.
+
+Config (dict; every key optional):
+    voltage      fundamental RMS volts (230.0)         current  fundamental RMS amps (5.0)
+    phase        degrees the current fundamental lags the voltage (negative: leads)
+    freq         Hz (50.0)          drift  (amplitude_hz, period_s): slow sinusoidal wander
+    harmonics    {"v": ((3, pct, deg), (5, pct, deg)), "i": (...)}: amplitude in % of
+                 that channel's fundamental; phase of h*w*t + deg, on the same time
+                 origin for both channels (equal degrees = in phase with the voltage
+                 harmonic, whatever the fundamental phase)
+    noise        RMS noise in LSB, a number or (v, i)      offset  DC offset in LSB, idem
+    seed         PRNG seed (1)      sample_rate  Hz per channel (4000)
+    v_lsb, i_lsb board scale, volts and amps per LSB (0.25 V, 0.0625 A: 512 V and
+                 128 A peak full scale, room for 230 V + 15 % and Imax 60 A with
+                 harmonics; 5 % of Iref = 5 A is then 4 LSB RMS)
+    bits         ADC resolution (12)
+    skew         the current sample of a pair is taken this many sample periods after
+                 the voltage one (sequential ADC), for testing phase compensation
+
+Replay file format ("ADCR", little-endian): a 24-byte header
+    magic b"ADCR" | u16 version = 1 | u16 flags = 0 | u32 sample_rate
+    | u32 v_uv_per_lsb | u32 i_ua_per_lsb | u32 reserved = 0
+followed by sample pairs, each int16 voltage then int16 current. record() writes one
+from any source with fill(); ReplayADC reads it back."""
+import math
+import struct
+import micropython
+from array import array
+from micropython import const
+
+_TSIZE = const(1024)
+_NOISE = const(1024)
+_TAB_BIAS = const(1 << 24)  # ptr32 loads zero-extend on 64-bit: tables hold value + bias
+_LCG_MUL = const(1664525)
+_LCG_ADD = const(1013904223)
+_MASK30 = const(0x3FFFFFFF)
+
+# State array layout for _synth.
+_S_N = const(0)
+_S_PHASE = const(1)
+_S_STEP = const(2)
+_S_RV = const(3)
+_S_RI = const(4)
+_S_OFFV = const(5)  # offsets, Q8 LSB + _TAB_BIAS
+_S_OFFI = const(6)
+_S_LO = const(7)  # ADC range, + _TAB_BIAS
+_S_HI = const(8)
+_S_NOISY = const(9)
+_S_SIZE = const(10)
+
+# tabs: voltage table (TSIZE + 1), current table (TSIZE + 1), voltage noise, current noise.
+_T_I = const(_TSIZE + 1)
+_T_NV = const(2 * (_TSIZE + 1))
+_T_NI = const(2 * (_TSIZE + 1) + _NOISE)
+
+
+@micropython.viper
+def _synth(vout, iout, tabs, st):
+    vo = ptr16(vout)
+    io = ptr16(iout)
+    t = ptr32(tabs)
+    s = ptr32(st)
+    n = s[_S_N]
+    ph = s[_S_PHASE]
+    step = s[_S_STEP]
+    rv = s[_S_RV]
+    ri = s[_S_RI]
+    offv = s[_S_OFFV] - _TAB_BIAS - 2 * _TAB_BIAS + 128  # three biased terms, rounding
+    offi = s[_S_OFFI] - _TAB_BIAS - 2 * _TAB_BIAS + 128
+    lo = s[_S_LO] - _TAB_BIAS
+    hi = s[_S_HI] - _TAB_BIAS
+    noisy = s[_S_NOISY]
+    k = 0
+    while k < n:
+        idx = ph >> 20
+        fr = (ph >> 6) & 0x3FFF
+        a = t[idx]
+        y = a + (((t[idx + 1] - a) * fr) >> 14) + offv
+        a = t[_T_I + idx]
+        z = a + (((t[_T_I + idx + 1] - a) * fr) >> 14) + offi
+        if noisy != 0:
+            rv = (rv * _LCG_MUL + _LCG_ADD) & _MASK30
+            ri = (ri * _LCG_MUL + _LCG_ADD) & _MASK30
+            y += t[_T_NV + (rv >> 20)]
+            z += t[_T_NI + (ri >> 20)]
+        else:
+            y += _TAB_BIAS
+            z += _TAB_BIAS
+        y >>= 8
+        z >>= 8
+        if y < lo:
+            y = lo
+        elif y > hi:
+            y = hi
+        if z < lo:
+            z = lo
+        elif z > hi:
+            z = hi
+        vo[k] = y
+        io[k] = z
+        ph = (ph + step) & _MASK30
+        k += 1
+    s[_S_PHASE] = ph
+    s[_S_RV] = rv
+    s[_S_RI] = ri
+
+
+def _pair(x):
+    return (x[0], x[1]) if isinstance(x, (tuple, list)) else (x, x)
+
+
+class _Lcg:
+    """The same 30-bit LCG as the viper loop, for seeding and noise tables."""
+
+    def __init__(self, seed):
+        self.x = (seed * 2654435761 + 12345) & _MASK30
+
+    def next(self):
+        self.x = (self.x * _LCG_MUL + _LCG_ADD) & _MASK30
+        return self.x
+
+    def uniform(self):
+        return ((self.next() >> 6) + 0.5) / (1 << 24)
+
+
+def _noise_table(sigma, rng, out, base):
+    vals = []
+    while len(vals) < _NOISE:
+        u1 = rng.uniform()
+        u2 = rng.uniform()
+        r = math.sqrt(-2.0 * math.log(u1))
+        vals.append(r * math.cos(2 * math.pi * u2))
+        vals.append(r * math.sin(2 * math.pi * u2))
+    mean = sum(vals) / _NOISE
+    rms = math.sqrt(sum((x - mean) ** 2 for x in vals) / _NOISE)
+    for k in range(_NOISE):
+        out[base + k] = int(round((vals[k] - mean) / rms * sigma * 256)) + _TAB_BIAS
+
+
+class SimADC:
+    DEFAULTS = {
+        "voltage": 230.0,
+        "current": 5.0,
+        "phase": 0.0,
+        "freq": 50.0,
+        "drift": None,
+        "harmonics": None,
+        "noise": 0.0,
+        "offset": 0.0,
+        "seed": 1,
+        "sample_rate": 4000,
+        "v_lsb": 0.25,
+        "i_lsb": 0.0625,
+        "bits": 12,
+        "skew": 0.0,
+    }
+
+    def __init__(self, config=None):
+        self.config = dict(self.DEFAULTS)
+        self.samples = 0
+        self._tabs = array("i", bytes(4 * (2 * (_TSIZE + 1) + 2 * _NOISE)))
+        self._st = array("i", bytes(4 * _S_SIZE))
+        self.configure(config or {})
+
+    @property
+    def sample_rate(self):
+        return self.config["sample_rate"]
+
+    def configure(self, changes):
+        """Change any config keys; the waveform stays phase-continuous."""
+        for key in changes:
+            if key not in self.DEFAULTS:
+                raise ValueError("unknown simulator key: " + key)
+        if self.samples and "sample_rate" in changes:
+            raise ValueError("sample_rate is fixed once samples were taken")
+        self.config.update(changes)
+        c = self.config
+        harm = c["harmonics"] or {}
+        vpk = c["voltage"] * math.sqrt(2) / c["v_lsb"] * 256
+        ipk = c["current"] * math.sqrt(2) / c["i_lsb"] * 256
+        skew = 2 * math.pi * c["freq"] * c["skew"] / c["sample_rate"]
+        self._table(0, vpk, 0.0, 0.0, harm.get("v", ()))
+        self._table(_T_I, ipk, -math.radians(c["phase"]), skew, harm.get("i", ()))
+        st = self._st
+        nv, ni = _pair(c["noise"])
+        ov, oi = _pair(c["offset"])
+        st[_S_OFFV] = int(round(ov * 256)) + _TAB_BIAS
+        st[_S_OFFI] = int(round(oi * 256)) + _TAB_BIAS
+        half = 1 << (c["bits"] - 1)
+        st[_S_LO] = -half + _TAB_BIAS
+        st[_S_HI] = half - 1 + _TAB_BIAS
+        st[_S_NOISY] = 1 if (nv or ni) else 0
+        rng = _Lcg(c["seed"])
+        _noise_table(nv, rng, self._tabs, _T_NV)
+        _noise_table(ni, rng, self._tabs, _T_NI)
+        if "seed" in changes or not self.samples:
+            st[_S_RV] = rng.next()
+            st[_S_RI] = rng.next()
+        self._set_step()
+
+    def _table(self, base, peak, phase, skew, harmonics):
+        w = 2 * math.pi / _TSIZE
+        comps = [(1, 1.0, phase + skew)]
+        for h, pct, deg in harmonics:
+            comps.append((h, pct / 100.0, math.radians(deg) + h * skew))
+        # Linear interpolation between table points scales harmonic h by sinc(x)**2.
+        gains = []
+        for h, amp, ph in comps:
+            x = h * math.pi / _TSIZE
+            gains.append((h, peak * amp / (math.sin(x) / x) ** 2, ph))
+        t = self._tabs
+        for k in range(_TSIZE + 1):
+            y = 0.0
+            for h, amp, ph in gains:
+                y += amp * math.sin(h * w * k + ph)
+            t[base + k] = int(round(y)) + _TAB_BIAS
+
+    def _set_step(self):
+        c = self.config
+        f = c["freq"]
+        if c["drift"]:
+            amp, period = c["drift"]
+            f += amp * math.sin(2 * math.pi * self.samples / c["sample_rate"] / period)
+        self._st[_S_STEP] = int(round(f / c["sample_rate"] * (1 << 30)))
+
+    def frequency(self):
+        """The frequency actually synthesised now (the DDS step is quantised)."""
+        return self._st[_S_STEP] * self.config["sample_rate"] / (1 << 30)
+
+    def fill(self, v_block, i_block):
+        n = len(v_block)
+        if len(i_block) != n:
+            raise ValueError("blocks differ in length")
+        if self.config["drift"]:
+            self._set_step()
+        self._st[_S_N] = n
+        _synth(v_block, i_block, self._tabs, self._st)
+        self.samples += n
+        return n
+
+    def now_ms(self):
+        return self.samples * 1000 // self.config["sample_rate"]
+
+    def seconds(self):
+        return self.samples / self.config["sample_rate"]
+
+    def power(self):
+        """Analytic active power, W: fundamental plus harmonic products."""
+        c = self.config
+        p = c["voltage"] * c["current"] * math.cos(math.radians(c["phase"]))
+        harm = c["harmonics"] or {}
+        vh = {h: (pct, deg) for h, pct, deg in harm.get("v", ())}
+        for h, pct, deg in harm.get("i", ()):
+            if h in vh:
+                vp, vd = vh[h]
+                p += c["voltage"] * vp / 100 * c["current"] * pct / 100 * math.cos(math.radians(vd - deg))
+        return p
+
+    def reactive_power(self):
+        """Analytic fundamental reactive power, var (positive when the current lags)."""
+        c = self.config
+        return c["voltage"] * c["current"] * math.sin(math.radians(c["phase"]))
+
+    def calibration(self):
+        """The calibration dict matching this simulated board's scale."""
+        c = self.config
+        return {"v_uv_per_lsb": int(round(c["v_lsb"] * 1e6)), "i_ua_per_lsb": int(round(c["i_lsb"] * 1e6))}
+
+
+_HEADER = "<4sHHIIII"
+_HEADER_SIZE = const(24)
+
+
+def record(path, source, pairs, block=160):
+    """Write `pairs` sample pairs from any source with fill() to an ADCR file."""
+    cal = source.calibration()
+    v = array("h", bytes(2 * block))
+    i = array("h", bytes(2 * block))
+    both = array("h", bytes(4 * block))
+    with open(path, "wb") as f:
+        f.write(struct.pack(_HEADER, b"ADCR", 1, 0, source.sample_rate, cal["v_uv_per_lsb"], cal["i_ua_per_lsb"], 0))
+        left = pairs
+        while left > 0:
+            n = block if left > block else left
+            source.fill(v, i)
+            for k in range(n):
+                both[2 * k] = v[k]
+                both[2 * k + 1] = i[k]
+            f.write(memoryview(both)[: 2 * n])
+            left -= n
+
+
+class ReplayADC:
+    """Reads an ADCR file; fill() returns the pairs read (the rest of the block is
+    zeroed at the end of the file unless loop=True, which rewinds)."""
+
+    def __init__(self, path, loop=False, block=160):
+        self._f = open(path, "rb")
+        head = self._f.read(_HEADER_SIZE)
+        if len(head) != _HEADER_SIZE:
+            raise ValueError("not an ADCR file")
+        magic, version, _, rate, kv, ki, _ = struct.unpack(_HEADER, head)
+        if magic != b"ADCR" or version != 1:
+            raise ValueError("not an ADCR version 1 file")
+        self.sample_rate = rate
+        self._cal = {"v_uv_per_lsb": kv, "i_ua_per_lsb": ki}
+        self.loop = loop
+        self.samples = 0
+        self._buf = array("h", bytes(4 * block))
+
+    def calibration(self):
+        return dict(self._cal)
+
+    def fill(self, v_block, i_block):
+        n = len(v_block)
+        got = 0
+        while got < n:
+            want = n - got
+            if 2 * want > len(self._buf):
+                want = len(self._buf) // 2
+            read = self._f.readinto(memoryview(self._buf)[: 2 * want]) or 0
+            pairs = read // 4
+            for k in range(pairs):
+                v_block[got + k] = self._buf[2 * k]
+                i_block[got + k] = self._buf[2 * k + 1]
+            got += pairs
+            if pairs < want:
+                if not self.loop:
+                    break
+                self._f.seek(_HEADER_SIZE)
+        for k in range(got, n):
+            v_block[k] = 0
+            i_block[k] = 0
+        self.samples += got
+        return got
+
+    def close(self):
+        self._f.close()

@@ -1,0 +1,7 @@
+# _dlmsgcm for Makefile-based ports (unix, qemu): AES-GCM over the mbedTLS the port
+# already links (unix: the system libmbedcrypto via Debian's patch, MICROPY_SSL_MBEDTLS=1).
+# Same source list as micropython.cmake.
+DLMSGCM_MOD_DIR := $(USERMOD_DIR)
+
+SRC_USERMOD_C += $(DLMSGCM_MOD_DIR)/dlmsgcm.c
+CFLAGS_USERMOD += -I$(DLMSGCM_MOD_DIR)
