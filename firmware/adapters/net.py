@@ -53,6 +53,8 @@ async def serve_stream(reader, writer, conn, registry):
             if out:
                 writer.write(out)
                 await writer.drain()
+            if getattr(conn.link, "closed", False):
+                break  # the link lost its framing: only a new connection recovers
     except OSError:
         pass  # peer reset: the link simply ends
     finally:

@@ -1,0 +1,99 @@
+"""IEC 62056-47 TCP wrapper, server side, sans-IO (docs/INTERFACES.md, "Links").
+
+Every APDU travels behind an 8-octet header: version (0x0001), source wPort,
+destination wPort, length of the APDU; all big-endian unsigned16. The client's
+wPort is its SAP, so one TCP connection may carry several clients; the server
+keeps one association per source wPort.
+
+Refusals, as the wrapper has no error message of its own:
+- a header with another version means the stream has lost its framing: the link
+  is closed (`closed` becomes True, EV_DISCONNECT for every client seen) and the
+  transport drops the TCP connection;
+- an APDU longer than max_length, or for another destination wPort, is skipped
+  (its bytes are read and discarded, the count kept in `stats`), the stream stays
+  usable.
+"""
+from micropython import const
+
+from dlms.events import NEED_DATA, EV_APDU, EV_DISCONNECT
+
+VERSION = const(1)
+HEADER_LEN = const(8)
+
+
+def encode_header(source, destination, length):
+    return bytes((0, VERSION, source >> 8, source & 0xFF, destination >> 8, destination & 0xFF,
+                  length >> 8, length & 0xFF))
+
+
+class WrapperLink:
+    def __init__(self, wport=1, max_length=2048):
+        self.wport = wport
+        self.max_length = max_length
+        self.closed = False
+        self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
+        self._rx = bytearray()
+        self._skip = 0  # octets still to discard of a refused APDU
+        self._clients = set()
+        self._events = []
+        self._out = []
+
+    def receive_data(self, data):
+        if self.closed:
+            return
+        rx = self._rx
+        rx.extend(data)
+        while True:
+            if self._skip:
+                k = min(self._skip, len(rx))
+                self._skip -= k
+                rx[:k] = b""
+                if self._skip:
+                    return
+            if len(rx) < HEADER_LEN:
+                return
+            if rx[0] != 0 or rx[1] != VERSION:
+                self.stats["bad_version"] += 1
+                self._close()
+                return
+            source = (rx[2] << 8) | rx[3]
+            destination = (rx[4] << 8) | rx[5]
+            length = (rx[6] << 8) | rx[7]
+            if length > self.max_length or destination != self.wport:
+                self.stats["too_long" if length > self.max_length else "other_wport"] += 1
+                self._skip = length
+                rx[:HEADER_LEN] = b""
+                continue
+            if len(rx) < HEADER_LEN + length:
+                return
+            self.stats["apdus"] += 1
+            self._clients.add(source)
+            self._events.append((EV_APDU, source, bytes(rx[HEADER_LEN:HEADER_LEN + length])))
+            rx[:HEADER_LEN + length] = b""
+
+    def _close(self):
+        self.closed = True
+        self._rx = bytearray()
+        for client in self._clients:
+            self._events.append((EV_DISCONNECT, client, None))
+        self._clients = set()
+
+    def next_event(self):
+        if not self._events:
+            return NEED_DATA
+        return self._events.pop(0)
+
+    def send_apdu(self, client, apdu):
+        if not self.closed:
+            self._out.append(encode_header(self.wport, client, len(apdu)))
+            self._out.append(apdu)
+
+    def data_to_send(self):
+        if not self._out:
+            return b""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def tick(self, now_ms):
+        pass  # the TCP connection's own lifetime bounds the wrapper's
