@@ -27,4 +27,4 @@ deploy: venv
 	build/venv/bin/python tools/deploy.py $(DEPLOY_ARGS)
 
 clean:
-	rm -rf build/unix build/micropython build/state
+	rm -rf build/unix build/unix32 build/micropython build/state

@@ -1,10 +1,10 @@
-"""Composition root: board config -> object model -> server -> asyncio tasks.
+"""Composition root: board config -> object model -> server -> the transport's poll loop.
 
 Imports only define; everything is built in main(). On the unix port:
     micropython -m main --hdlc-port 4061 --wrapper-port 4059 --state build/state
 """
+import gc
 import sys
-import asyncio
 
 from board import BOARD
 from dlms.hdlc import HDLCLink
@@ -47,6 +47,7 @@ def make_hdlc_factory(hdlc, physical):
             max_info_rx=hdlc["max_info"],
             window=hdlc["window"],
             inactivity_ms=hdlc["inactivity_s"] * 1000,
+            max_apdu=BOARD["max_pdu"] + 64,  # room for a ciphering header and tag
         )
 
     return make
@@ -60,23 +61,25 @@ def announce(config, server):
     print("  state directory:", config["state"])
     for line in server.describe_clients():
         print("  client", line)
+    gc.collect()
+    print("  heap: %d bytes free after start-up" % gc.mem_free())
 
 
-async def serve(config):
+def serve(config):
     clock = SimulatedClock(config["speed"])
     objects = build_objects(BOARD, clock)
     server = DlmsServer(objects, BOARD)
-    registry = net.LinkRegistry()
+    loop = net.Loop(server)
     hdlc = dict(BOARD["hdlc"])
-    await net.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"]), server, registry)
-    await net.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"]), server, registry)
+    loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"]))
+    loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
     announce(config, server)
-    await net.ticker(registry)
+    loop.run(lambda now_ms: None)
 
 
 def main(argv=None):
     config = parse_args(sys.argv[1:] if argv is None else argv)
-    asyncio.run(serve(config))
+    serve(config)
 
 
 if __name__ == "__main__":

@@ -44,13 +44,18 @@ fetch_source() {
     touch "$SRC/.dlms-source-ok"
 }
 
-need_packages build-essential dpkg-dev libmbedtls-dev libffi-dev pkgconf python3
+# The unix port is built 32-bit (MICROPY_FORCE_32BIT), like the ESP32 and RP2040 boards:
+# objects then take the RAM they take on a board, and "runs in a 64 KB heap" on the
+# simulator means what it says. Its libraries come from Debian's i386 architecture.
+dpkg --print-foreign-architectures | grep -qx i386 || { dpkg --add-architecture i386 && apt-get update -qq; }
+need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libmbedtls-dev:i386 libffi-dev:i386
 [ -n "${MPY_DIR:-}" ] || fetch_source
 make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 make -s -C "$SRC/ports/unix" -j"$JOBS" \
-    VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix" \
+    VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix32" MICROPY_FORCE_32BIT=1 \
+    PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig \
     FROZEN_MANIFEST="$ROOT/boards/UNIX/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
     MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true
-cp "$BUILD/unix/micropython" "$BUILD/micropython.new" && mv -f "$BUILD/micropython.new" "$BUILD/micropython"
+cp "$BUILD/unix32/micropython" "$BUILD/micropython.new" && mv -f "$BUILD/micropython.new" "$BUILD/micropython"
 cp "$SRC/mpy-cross/build/mpy-cross" "$BUILD/mpy-cross"
 echo "build: $BUILD/micropython ready"

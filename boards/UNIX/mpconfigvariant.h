@@ -2,3 +2,4 @@
 // like the standard variant, with our firmware frozen in (see firmware/manifest.py).
 #define MICROPY_CONFIG_ROM_LEVEL (MICROPY_CONFIG_ROM_LEVEL_EXTRA_FEATURES)
 #include "variants/mpconfigvariant_common.h"
+

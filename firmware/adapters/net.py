@@ -1,76 +1,114 @@
 """TCP transports: HDLC frames over TCP and the IEC 62056-47 wrapper, one sans-IO link
-per TCP connection. The only protocol knowledge here is 'bytes in, bytes out'."""
-import asyncio
+per TCP connection, driven by one select.poll loop. The only protocol knowledge here
+is 'bytes in, bytes out'.
+
+A plain poll loop rather than asyncio: it reads into one preallocated buffer, so a
+busy link costs no allocation per read, and it leaves the RAM asyncio's module and
+stream objects would take to the meter (the whole meter must run in a 64 KB heap)."""
+import select
+import socket
 import time
 
-_READ_SIZE = 2048
-
-
-class LinkRegistry:
-    """Live links, so one ticker can drive every link's inactivity timer."""
-
-    def __init__(self):
-        self.links = []
-
-    def tick_all(self, now_ms):
-        for conn in self.links:
-            conn.tick(now_ms)
+_RX = memoryview(bytearray(512))
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
 class Connection:
-    """One byte stream bound to one link and its server sessions."""
+    """One byte stream bound to one link and the server sessions on it."""
 
-    def __init__(self, link, server, writer):
+    def __init__(self, sock, link, server):
+        self.sock = sock
         self.link = link
         self.server = server
-        self.writer = writer
         self.sessions = {}
 
     def feed(self, data):
         self.link.receive_data(data)
-        self.server.pump(self.link, self.sessions, time.ticks_ms())
-        return self.link.data_to_send()
+        self.flush(time.ticks_ms())
 
-    def tick(self, now_ms):
-        self.link.tick(now_ms)
+    def flush(self, now_ms):
         self.server.pump(self.link, self.sessions, now_ms)
         out = self.link.data_to_send()
         if out:
-            self.writer.write(out)
+            sent = self.sock.write(out) or 0
+            if sent < len(out):  # socket buffer full: finish this reply blocking
+                self.sock.setblocking(True)
+                self.sock.write(out[sent:])
+                self.sock.setblocking(False)
+
+    def tick(self, now_ms):
+        self.link.tick(now_ms)
+        self.flush(now_ms)
 
     def close(self):
         self.server.close_sessions(self.sessions)
+        self.sock.close()
 
 
-async def serve_stream(reader, writer, conn, registry):
-    registry.links.append(conn)
-    try:
-        while True:
-            data = await reader.read(_READ_SIZE)
-            if not data:
-                break
-            out = conn.feed(data)
-            if out:
-                writer.write(out)
-                await writer.drain()
-            if getattr(conn.link, "closed", False):
-                break  # the link lost its framing: only a new connection recovers
-    except OSError:
-        pass  # peer reset: the link simply ends
-    finally:
-        registry.links.remove(conn)
+class Loop:
+    def __init__(self, server):
+        self.server = server
+        self.poll = select.poll()
+        self.listeners = {}  # listening socket -> link factory
+        self.connections = {}  # client socket -> Connection
+
+    def listen(self, host, port, make_link, slots=2):
+        """Serve a port with `slots` links built now, at start-up, and reused: a
+        meter's RAM is planned once, so a connection never needs a large block the
+        fragmented heap might no longer have. Connections beyond `slots` are closed
+        at once (the client sees the refusal as a closed connection)."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(socket.getaddrinfo(host, port)[0][-1])
+        sock.listen(slots)
+        self.listeners[sock] = [make_link() for _ in range(slots)]
+        self.poll.register(sock, select.POLLIN)
+
+    def _accept(self, sock):
+        client, _ = sock.accept()
+        free = self.listeners[sock]
+        if not free:
+            client.close()
+            return
+        client.setblocking(False)  # readinto returns what has arrived, never waits
+        conn = Connection(client, free.pop(), self.server)
+        conn.pool = free
+        self.connections[client] = conn
+        self.poll.register(client, select.POLLIN)
+
+    def _drop(self, sock):
+        self.poll.unregister(sock)
+        conn = self.connections.pop(sock)
         conn.close()
-        writer.close()
+        conn.link.reset()
+        conn.pool.append(conn.link)
 
+    def _read(self, sock):
+        conn = self.connections[sock]
+        try:
+            n = sock.readinto(_RX)
+            if n is None:
+                return  # spurious wake-up: nothing to read yet
+            if n:
+                conn.feed(_RX[:n])
+        except OSError:
+            n = 0  # peer reset: the link simply ends
+        if not n or getattr(conn.link, "closed", False):
+            self._drop(sock)  # closed by the peer, or the link lost its framing
 
-async def listen(host, port, make_link, server, registry):
-    async def on_client(reader, writer):
-        await serve_stream(reader, writer, Connection(make_link(), server, writer), registry)
-
-    return await asyncio.start_server(on_client, host, port)
-
-
-async def ticker(registry, period_ms=1000):
-    while True:
-        await asyncio.sleep_ms(period_ms)
-        registry.tick_all(time.ticks_ms())
+    def run(self, periodic, period_ms=250):
+        """Serve forever; periodic(now_ms) runs at least every period_ms, and every
+        link's timers are ticked with it."""
+        last = time.ticks_ms()
+        while True:
+            for sock, events in self.poll.poll(period_ms):
+                if sock in self.listeners:
+                    self._accept(sock)
+                elif events & _READABLE:
+                    self._read(sock)
+            now = time.ticks_ms()
+            if time.ticks_diff(now, last) >= period_ms:
+                last = now
+                for conn in self.connections.values():
+                    conn.tick(now)
+                periodic(now)

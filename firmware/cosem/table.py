@@ -76,21 +76,20 @@ ACCESS = (
 # Registers that are never written nor reset through DLMS (MID billing data).
 BILLING = ("1-0:1.8.0.255", "1-0:2.8.0.255")
 
-_ATTR_CODES = {"-": 0, "r": 1, "w": 2, "b": 3}
-_METHOD_CODES = {"-": 0, "x": 1}
+_ATTR_CODES = "-rwb"  # index = attribute access code
+_METHOD_CODES = "-x"  # index = method access code
 
 
 def _zero():
     return 0
 
 
-def _codes(text, table, count, what):
+def _check(text, codes, count, what):
     if len(text) != count:
         raise ValueError("%s: %d access characters for %d" % (what, len(text), count))
     for ch in text:
-        if ch not in table:
+        if ch not in codes:
             raise ValueError("%s: unknown access character %r" % (what, ch))
-    return bytes(table[ch] for ch in text)
 
 
 class ObjectTable:
@@ -121,13 +120,14 @@ class ObjectTable:
         self._access[sap] = {}
 
     def grant(self, client, obj, rights):
-        """rights: "attrs/methods" string as in ACCESS."""
-        attrs, _, methods = rights.partition("/")
+        """rights: "attrs/methods" string as in ACCESS. Kept as the string itself
+        (ROM in frozen firmware): decoding per request is cheaper than the RAM
+        a table of decoded codes costs on a 64 KB heap."""
         what = "%r for client %d" % (obj, client)
-        self._access[client][obj.logical_name] = (
-            _codes(attrs, _ATTR_CODES, len(obj.ATTRIBUTES), what),
-            _codes(methods, _METHOD_CODES, len(obj.METHODS), what),
-        )
+        attrs, _, methods = rights.partition("/")
+        _check(attrs, _ATTR_CODES, len(obj.ATTRIBUTES), what)
+        _check(methods, _METHOD_CODES, len(obj.METHODS), what)
+        self._access[client][obj.logical_name] = rights
 
     # --- queries (server and association objects) -------------------------
 
@@ -158,12 +158,16 @@ class ObjectTable:
     def attribute_access(self, client, obj, attr):
         """0 no access, 1 read, 2 write, 3 read-write (0 for unknown ids)."""
         r = self._access.get(client, {}).get(obj.logical_name)
-        return r[0][attr - 1] if r is not None and 1 <= attr <= len(r[0]) else 0
+        if r is None or not 1 <= attr <= len(obj.ATTRIBUTES):
+            return 0
+        return _ATTR_CODES.index(r[attr - 1])
 
     def method_access(self, client, obj, method):
         """0 no access, 1 access (0 for unknown ids)."""
         r = self._access.get(client, {}).get(obj.logical_name)
-        return r[1][method - 1] if r is not None and 1 <= method <= len(r[1]) else 0
+        if r is None or not 1 <= method <= len(obj.METHODS):
+            return 0
+        return _METHOD_CODES.index(r[len(obj.ATTRIBUTES) + method])
 
     def client(self, sap):
         """Policy dict of a configured client (sap, name, association, mechanism,

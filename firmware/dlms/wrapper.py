@@ -30,8 +30,12 @@ class WrapperLink:
     def __init__(self, wport=1, max_length=2048):
         self.wport = wport
         self.max_length = max_length
-        self.closed = False
         self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
+        self.reset()
+
+    def reset(self):
+        """A fresh link for the next TCP connection (statistics are kept)."""
+        self.closed = False
         self._rx = bytearray()
         self._skip = 0  # octets still to discard of a refused APDU
         self._clients = set()
