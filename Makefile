@@ -15,7 +15,7 @@ venv:
 	@tools/setup_venv.sh
 
 run: micropython
-	tools/run_meter.sh --hdlc-port $(HDLC_PORT) --wrapper-port $(WRAPPER_PORT) --state $(STATE) $(RUN_ARGS)
+	MPY_HEAP=$(HEAP) tools/run_meter.sh --hdlc-port $(HDLC_PORT) --wrapper-port $(WRAPPER_PORT) --state $(STATE) $(RUN_ARGS)
 
 test: micropython venv
 	build/venv/bin/python -m pytest host_tests $(PYTEST_ARGS)

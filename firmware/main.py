@@ -11,7 +11,10 @@ from dlms.hdlc import HDLCLink
 from dlms.wrapper import WrapperLink
 from dlms.server import DlmsServer
 from cosem.table import build_objects
+from dlms.keys import describe_keys
+from dlms.security import load_security
 from adapters import net
+from adapters.store import Store
 from adapters.rtc import SimulatedClock
 
 # Command-line options of the simulator: name -> (config key, converter).
@@ -38,11 +41,12 @@ def parse_args(argv):
     return config
 
 
-def make_hdlc_factory(hdlc, physical):
+def make_hdlc_factory(hdlc, physical, clients):
     def make():
         return HDLCLink(
             server_logical=hdlc["logical"],
             server_physical=physical,
+            clients=clients,
             max_info_tx=hdlc["max_info"],
             max_info_rx=hdlc["max_info"],
             window=hdlc["window"],
@@ -67,11 +71,14 @@ def announce(config, server):
 
 def serve(config):
     clock = SimulatedClock(config["speed"])
-    objects = build_objects(BOARD, clock)
-    server = DlmsServer(objects, BOARD)
+    store = Store(config["state"])
+    security = load_security(store, BOARD)
+    objects = build_objects(BOARD, clock, store=store, security=security)
+    server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
+    print(describe_keys(security.keys if security else None))
     loop = net.Loop(server)
     hdlc = dict(BOARD["hdlc"])
-    loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"]))
+    loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"], objects.clients()))
     loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
     announce(config, server)
     loop.run(lambda now_ms: None)

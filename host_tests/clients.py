@@ -15,11 +15,13 @@ look at the frames themselves (segmentation bit, block-transfer APDUs).
     with GuruxClient.tcp(port, "hdlc") as c:   # SNRM/UA + AARQ/AARE
         c.read("0-0:42.0.0.255", 1, 2)
 """
+import logging
 import re
 import socket
 import time
 
 import serial
+import structlog
 
 from gurux_dlms import GXByteBuffer, GXDLMSClient, GXDLMSException, GXReplyData, _GXObjectFactory
 from gurux_dlms.enums import Authentication, DataType, InterfaceType, ObjectType
@@ -28,6 +30,9 @@ from dlms_cosem import cosem, enumerations, utils
 from dlms_cosem.client import DlmsClient
 from dlms_cosem.io import BlockingTcpIO, HdlcTransport, SerialIO, TcpTransport
 from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
+
+# dlms-cosem logs every frame at debug level through structlog: keep warnings only.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 PUBLIC, LLS, MANAGEMENT = 16, 32, 1
 LLS_PASSWORD = b"12345678"

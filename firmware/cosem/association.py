@@ -19,6 +19,7 @@ from dlms.acse import DLMS_VERSION, MECH_LLS
 from dlms.axdr import (
     ARRAY,
     BIT_STRING,
+    ENCODED,
     ENUM,
     INTEGER,
     LONG_UNSIGNED,
@@ -26,6 +27,8 @@ from dlms.axdr import (
     OCTET_STRING,
     STRUCTURE,
     UNSIGNED,
+    encode_data_into,
+    encode_length_into,
 )
 from cosem.base import CosemObject
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED
@@ -105,10 +108,14 @@ class AssociationLN(CosemObject):
     # --- attributes --------------------------------------------------------
 
     def get_object_list(self, ctx):
+        # Encoded one entry at a time into one buffer: the list grows with the
+        # meter's objects, and a tree of tuples for all of it would not fit 64 KB.
         client = self._client(ctx)
         t = self.table
-        entries = []
-        for obj in t.objects_for(client):
+        objects = t.objects_for(client)
+        out = bytearray((ARRAY,))
+        encode_length_into(out, len(objects))
+        for obj in objects:
             attrs = [
                 (STRUCTURE, [(INTEGER, a[0]), (ENUM, t.attribute_access(client, obj, a[0])), (NULL, None)])
                 for a in obj.ATTRIBUTES
@@ -117,13 +124,13 @@ class AssociationLN(CosemObject):
                 (STRUCTURE, [(INTEGER, m[0]), (ENUM, t.method_access(client, obj, m[0]))])
                 for m in obj.METHODS
             ]
-            entries.append((STRUCTURE, [
+            encode_data_into(out, (STRUCTURE, [
                 (LONG_UNSIGNED, obj.class_id),
                 (UNSIGNED, obj.version),
                 (OCTET_STRING, obj.logical_name),
                 (STRUCTURE, [(ARRAY, attrs), (ARRAY, methods)]),
             ]))
-        return (ARRAY, entries)
+        return (ENCODED, out)
 
     def get_associated_partners_id(self, ctx):
         server_sap = self._from_ctx(ctx, "server_sap", self.table.server_sap)

@@ -10,6 +10,7 @@ from dlms.acse import (
     CONF_BLOCK_TRANSFER_WITH_ACTION,
     CONF_BLOCK_TRANSFER_WITH_GET,
     CONF_BLOCK_TRANSFER_WITH_SET,
+    CONF_GENERAL_PROTECTION,
     CONF_GET,
     CONF_MULTIPLE_REFERENCES,
     CONF_SELECTIVE_ACCESS,
@@ -26,7 +27,9 @@ from cosem.base import obis
 from cosem.clock import Clock
 from cosem.data import Data, Register, UNIT_WH
 from cosem.hdlc_setup import HdlcSetup
+from cosem.profile import EventCode, EventLog
 from cosem.sap import SapAssignment
+from cosem.security_setup import SecuritySetup
 
 # Client SAPs (IDIS). READER is this project's LLS test client: IDIS defines
 # none, and LLS must be testable against a real client.
@@ -44,7 +47,7 @@ _CONF_ALL = _CONF_READ | CONF_SET | CONF_ACTION | CONF_BLOCK_TRANSFER_WITH_SET |
 CLIENTS = (
     (PUBLIC, "public", 1, MECH_LOWEST, CONTEXT_LN, _CONF_READ),
     (READER, "reader (LLS)", 4, MECH_LLS, CONTEXT_LN, _CONF_READ | CONF_SET),
-    (MANAGEMENT, "management (HLS-GMAC)", 2, MECH_HLS_GMAC, CONTEXT_LN_CIPHERED, _CONF_ALL),
+    (MANAGEMENT, "management (HLS-GMAC)", 2, MECH_HLS_GMAC, CONTEXT_LN_CIPHERED, _CONF_ALL | CONF_GENERAL_PROTECTION),
     # Broadcast with the broadcast key: unconfirmed SET (time synchronisation).
     (PRE_ESTABLISHED, "pre-established (broadcast)", 3, MECH_LOWEST, CONTEXT_LN_CIPHERED, CONF_SET),
 )
@@ -70,8 +73,14 @@ ACCESS = (
     ("1-0:1.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy import
     ("1-0:2.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy export
     ("0-0:43.1.0.255", ("rr", "rr", "rr", None)),                                   # invocation counter
+    ("0-0:43.0.0.255", (None, "rrrrrr/--------", "rrrrrr/xx------", None)),           # security setup
+    ("0-0:99.98.1.255", (None, None, "rrrrrrrr/--", None)),                         # security event log
+    ("0-0:96.11.1.255", (None, None, "rr", None)),                                  # its last event code
     ("1-0:0.2.0.255", (None, "rr", "rr", None)),                                    # firmware identifier
 )
+
+# Objects that exist only when build_objects is given a store.
+NEEDS_STORE = ("0-0:99.98.1.255", "0-0:96.11.1.255")
 
 # Registers that are never written nor reset through DLMS (MID billing data).
 BILLING = ("1-0:1.8.0.255", "1-0:2.8.0.255")
@@ -192,11 +201,14 @@ def _ldn(config):
     return ldn
 
 
-def build_objects(config, clock_source, sources=None):
+def build_objects(config, clock_source, sources=None, store=None, security=None):
     """The meter's ObjectTable. config: the board dict (ldn or flag_id+serial,
     hdlc, max_pdu, lls_password, optional clock settings and firmware_id).
     sources: optional callables from the metering and security layers:
-    energy_import, energy_export (Wh, int), invocation_counter (int)."""
+    energy_import, energy_export (Wh, int), invocation_counter (int).
+    store: adapters.store.Store for the logs (none: no security event log).
+    security: the dlms.security.SecurityContext (or None: no keys) behind the
+    security setup object and the invocation counter."""
     src = sources or {}
     hdlc = config.get("hdlc", {})
     server_sap = hdlc.get("logical", 1)
@@ -204,7 +216,7 @@ def build_objects(config, clock_source, sources=None):
     ldn = _ldn(config)
 
     t.add(Data(obis("0-0:42.0.0.255"), (OCTET_STRING, ldn)))
-    t.add(Clock(obis("0-0:1.0.0.255"), clock_source, config.get("clock")))
+    clock = t.add(Clock(obis("0-0:1.0.0.255"), clock_source, config.get("clock")))
     t.add(AssociationLN(obis("0-0:40.0.0.255"), t))
     for sap, name, e, mechanism, context, conformance in CLIENTS:
         secret = config.get("lls_password") if mechanism == MECH_LLS else None
@@ -216,8 +228,13 @@ def build_objects(config, clock_source, sources=None):
     t.add(HdlcSetup(obis("0-0:22.0.0.255"), hdlc))
     t.add(Register(obis("1-0:1.8.0.255"), DOUBLE_LONG_UNSIGNED, src.get("energy_import", _zero), 0, UNIT_WH))
     t.add(Register(obis("1-0:2.8.0.255"), DOUBLE_LONG_UNSIGNED, src.get("energy_export", _zero), 0, UNIT_WH))
-    ic = src.get("invocation_counter", _zero)
+    ic = src.get("invocation_counter") or (security.expected_counter if security else _zero)
     t.add(Data(obis("0-0:43.1.0.255"), lambda: (DOUBLE_LONG_UNSIGNED, ic())))
+    t.add(SecuritySetup(obis("0-0:43.0.0.255"), security))
+    t.security_log = None  # record(code): the server's security event hook writes here
+    if store is not None:
+        code = t.add(EventCode(obis("0-0:96.11.1.255")))
+        t.security_log = t.add(EventLog(obis("0-0:99.98.1.255"), clock, code, store, name="seclog"))
     t.add(Data(obis("1-0:0.2.0.255"), (VISIBLE_STRING, config.get("firmware_id", b"MPY-DLMS 0.1"))))
 
     _apply_access(t)
@@ -229,6 +246,8 @@ def _apply_access(t):
     billing = [obis(b) for b in BILLING]
     for name, rights in ACCESS:
         obj = t.find(obis(name))
+        if obj is None and name in NEEDS_STORE:
+            continue
         if obj is None:
             raise ValueError("ACCESS names a missing object " + name)
         listed.add(obj.logical_name)

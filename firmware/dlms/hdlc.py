@@ -22,6 +22,14 @@
 #   probe that does not know the physical address) unless multidrop=True, where it is
 #   a broadcast too. NO_STATION and other addresses are silently ignored.
 # - An unknown client SAP gets DM to a polled command (a clear refusal, no timeout).
+# - Before SNRM (NDM) a polled I, RR, RNR or DISC gets DM and nothing is delivered; a
+#   UI frame is handed up as "no reply" (unconfirmed services) and never answered.
+# - Information field longer than the negotiated maximum: FRMR (Y). A frame too long
+#   for the receive buffer is judged by its header: with a good HCS its length is
+#   trusted and its body skipped; a candidate header with a bad HCS is dropped at
+#   once, so a 0x7E in noise never holds back the real frame behind it.
+# - UA information field: 05/06 as 2-byte values, 07/08 as 4-byte values, as in the
+#   DLMS UA example exchange (Kmethy); gurux and dlms-cosem parse any size.
 # - Commands are answered only when their P bit is set (NRM: a secondary transmits
 #   only when polled). A poll that needs an APDU from the server (final I-frame, RR,
 #   RNR, UI) is answered lazily by data_to_send() once every event has been taken:
@@ -34,7 +42,7 @@
 import struct
 from micropython import const
 
-from dlms.crc import crc16_update, GOOD_RESIDUE
+from dlms.crc import crc16_range, GOOD_RESIDUE
 from dlms.errors import DecodeError
 from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT
 
@@ -57,8 +65,10 @@ _FRMR = const(0x87)
 _UI = const(0x03)
 
 # FRMR information field, third octet (ISO/IEC 13239): W invalid control field,
-# Z invalid N(R).
+# X information field not permitted, Y information field too long, Z invalid N(R).
 _FRMR_W = const(0x01)
+_FRMR_X = const(0x02)
+_FRMR_Y = const(0x04)
 _FRMR_Z = const(0x08)
 
 # LLC header (Green Book, "LLC sublayer"): destination LSAP E6, source LSAP E6
@@ -80,7 +90,8 @@ _K_UI = const(5)
 _K_RESP = const(6)  # UA, DM, FRMR: responses, never a command to a server
 _K_BAD = const(7)  # REJ, SREJ and undefined controls: not in the DLMS repertoire
 
-_S_KINDS = (_K_RR, _K_BAD, _K_RNR, _K_BAD)  # S-frame type bits 3-4: RR, REJ, RNR, SREJ
+_NO_INFO = (_K_RR, _K_RNR, _K_DISC)  # commands that carry no information field
+_S_KINDS = (_K_RR, _K_RNR, _K_BAD, _K_BAD)  # S-frame type bits 2-3: RR 0x01, RNR 0x05, REJ 0x09, SREJ 0x0D
 _U_KINDS = {_SNRM: _K_SNRM, _DISC: _K_DISC, _UI: _K_UI, _UA: _K_RESP, _DM: _K_RESP, _FRMR: _K_RESP}
 
 _STATS = (
@@ -116,18 +127,17 @@ def parse_frame(buf, s, e):
     j = _address_end(buf, i, e)
     k = _address_end(buf, j, e)
     h = k + 1  # end of header (after the control byte)
-    mv = memoryview(buf)
     if h + 2 == e:  # no information field: no HCS, the FCS covers the header
-        if crc16_update(0xFFFF, mv[s:e]) != GOOD_RESIDUE:
+        if crc16_range(0xFFFF, buf, s, e) != GOOD_RESIDUE:
             raise DecodeError("bad_fcs")
         return i, j - i, j, k - j, buf[k], h, h, f & 8
     if h + 4 > e:
         raise DecodeError("dropped")
     # Running a field and its own correct CRC through the register leaves the fixed
     # residue, so HCS and FCS are checked in one pass over the frame.
-    if crc16_update(0xFFFF, mv[s:h + 2]) != GOOD_RESIDUE:
+    if crc16_range(0xFFFF, buf, s, h + 2) != GOOD_RESIDUE:
         raise DecodeError("bad_hcs")
-    if crc16_update(GOOD_RESIDUE, mv[h + 2:e]) != GOOD_RESIDUE:
+    if crc16_range(GOOD_RESIDUE, buf, h + 2, e) != GOOD_RESIDUE:
         raise DecodeError("bad_fcs")
     return i, j - i, j, k - j, buf[k], h + 2, e - 2, f & 8
 
@@ -143,6 +153,41 @@ def _address_end(buf, i, e):
             return j + 1
         j += 1
     raise DecodeError("bad_address")
+
+
+def _header_end(mv, s, end, e):
+    """Judge the header of a frame whose format field is mv[s] and whose closing flag
+    is due at mv[e], with only mv[:end] received. Returns the index after the HCS
+    when the header is complete and the HCS good; 0 when it cannot be a frame (bad
+    address, impossible length); -3 when the HCS is bad; -1 when more bytes are
+    needed; -2 when the frame has no information field (no HCS: only its FCS can
+    tell)."""
+    if e - s < _MIN_LEN:
+        return 0
+    k = s + 2
+    for _ in (0, 1):  # destination, then source address
+        j = k
+        while True:
+            if j >= end:
+                return -1
+            if j - k >= 4 or j >= e - 3:
+                return 0
+            if mv[j] & 1:
+                break
+            j += 1
+        if j - k == 2:
+            return 0  # 3-byte addresses do not exist
+        k = j + 1
+    h = k + 1  # after the control byte
+    if h + 2 == e:
+        return -2
+    if h + 4 > e:
+        return 0
+    if h + 2 > end:
+        return -1
+    if crc16_range(0xFFFF, mv, s, h + 2) != GOOD_RESIDUE:
+        return -3
+    return h + 2
 
 
 def decode_server_address(buf, i, n):
@@ -178,39 +223,39 @@ def encode_client_address(sap):
 
 def encode_frame_into(out, o, control, segmented, addr, p1=None, p2=None):
     """Write one frame with both flags at out[o:] (out: bytearray or memoryview with
-    room); addr = destination + source address bytes; information field = p1 + p2
-    (either may be None). Returns the offset after the closing flag."""
-    mv = memoryview(out)
-    n1 = 0 if p1 is None else len(p1)
-    n2 = 0 if p2 is None else len(p2)
-    n = n1 + n2
+    room, len(addr) + 12 + len(p1) + len(p2) bytes); addr = destination + source
+    address bytes; information field = p1 + p2 (either may be None: the link sends
+    the LLC header and an APDU slice without joining them). Returns the offset after
+    the closing flag. Hot path: no allocation beyond the slice objects of the copies,
+    CRC in place."""
+    n = (0 if p1 is None else len(p1)) + (0 if p2 is None else len(p2))
     al = len(addr)
     length = al + 5 + (n + 2 if n else 0)
-    mv[o] = _FLAG
-    mv[o + 1] = 0xA0 | (0x08 if segmented else 0) | (length >> 8)
-    mv[o + 2] = length & 0xFF
+    out[o] = _FLAG
+    out[o + 1] = 0xA0 | (0x08 if segmented else 0) | (length >> 8)
+    out[o + 2] = length & 0xFF
     k = o + 3 + al
-    mv[o + 3:k] = addr
-    mv[k] = control
+    out[o + 3:k] = addr
+    out[k] = control
     k += 1
-    reg = crc16_update(0xFFFF, mv[o + 1:k])
+    reg = crc16_range(0xFFFF, out, o + 1, k)
     if n:
         reg ^= 0xFFFF  # HCS, low byte first
-        mv[k] = reg & 0xFF
-        mv[k + 1] = reg >> 8
+        out[k] = reg & 0xFF
+        out[k + 1] = reg >> 8
         k += 2
         i = k
-        if n1:
-            mv[k:k + n1] = p1
-            k += n1
-        if n2:
-            mv[k:k + n2] = p2
-            k += n2
-        reg = crc16_update(GOOD_RESIDUE, mv[i:k])  # FCS continues after a correct HCS
+        if p1 is not None:
+            k += len(p1)
+            out[i:k] = p1
+        if p2 is not None:
+            out[k:k + len(p2)] = p2
+            k += len(p2)
+        reg = crc16_range(GOOD_RESIDUE, out, i, k)  # FCS continues after a correct HCS
     reg ^= 0xFFFF
-    mv[k] = reg & 0xFF
-    mv[k + 1] = reg >> 8
-    mv[k + 2] = _FLAG
+    out[k] = reg & 0xFF
+    out[k + 1] = reg >> 8
+    out[k + 2] = _FLAG
     return k + 3
 
 
@@ -259,6 +304,8 @@ class HDLCLink:
         self._evflags = []
         self._evhead = 0
         self._mute = False
+        self._bcast = False
+        self._skip = 0  # bytes of a rejected oversized frame still to come
         self._echo = None
         self._echo_pos = 0
         self._rx_seen = False
@@ -280,7 +327,16 @@ class HDLCLink:
         cap = len(self._rx)
         pos = 0
         while pos < n:
+            if self._skip:  # the rest of a rejected oversized frame
+                k = min(self._skip, n - pos)
+                self._skip -= k
+                pos += k
+                continue
             k = min(cap - self._rxlen, n - pos)
+            if not k:  # cannot happen with a consistent _max_len; never loop forever
+                self.stats["dropped"] += 1
+                self._rxlen = 0
+                continue
             self._rxmv[self._rxlen:self._rxlen + k] = src[pos:pos + k]
             self._rxlen += k
             pos += k
@@ -338,6 +394,7 @@ class HDLCLink:
             # so that the next one is not taken as its continuation.
             self.stats["partial_dropped"] += 1
             self._rxlen = 0
+            self._skip = 0
         if self.state != NDM and self._inactivity_ms:
             if self._activity:
                 self._activity = False
@@ -368,11 +425,32 @@ class HDLCLink:
                 p += 1  # a closing or idle flag, or a 0x7E in garbage
                 continue
             e = p + 1 + ((f & 7) << 8 | rx[p + 2])  # where the closing flag must be
-            if e - p - 1 > self._max_len:
-                self.stats["too_long"] += 1
-                p += 1
-                continue
-            if e >= end:
+            if e >= end or e - p - 1 > self._max_len:
+                # Unfinished or oversized: judge the header as soon as it is in, so
+                # that a 0x7E in garbage does not hold back the real frame behind it.
+                h = _header_end(mv, p + 1, end, e)
+                if h == 0 or h == -3:
+                    self.stats["bad_hcs" if h else "dropped"] += 1
+                    p += 1
+                    continue
+                if e - p - 1 > self._max_len:
+                    if h == -1:
+                        break  # header not complete yet
+                    if h < 0:  # no HCS to trust the length by: hunt for a flag
+                        self.stats["too_long"] += 1
+                        p += 1
+                        continue
+                    # Header and HCS are good, so the length is trusted: reject the
+                    # frame (ISO/IEC 13239 FRMR, Y: information field too long) and
+                    # skip its body without hunting for flags inside it.
+                    self.stats["too_long"] += 1
+                    self._on_oversize(mv, p + 1, h)
+                    if e < end:
+                        p = e
+                        continue
+                    self._skip = e - end
+                    p = end
+                    break
                 break
             if rx[e] != _FLAG:
                 self.stats["dropped"] += 1
@@ -389,14 +467,71 @@ class HDLCLink:
     def _on_frame(self, mv, s, e):
         try:
             i, dl, j, sl, c, i0, i1, seg = parse_frame(mv, s, e)
-            upper, lower = decode_server_address(mv, i, dl)
         except DecodeError as err:
             self.stats[err.args[0]] += 1
             return
-        if sl != 1:
-            self.stats["bad_address"] += 1  # a client address is one byte
+        client = self._route(mv, s, e, i, dl, j, sl, c)
+        if client < 0:
             return
-        src = mv[j]
+        kind = frame_kind(c)
+        if self._bcast:
+            # Green Book: a frame to the all-station address is a broadcast: only UI
+            # frames are taken, and no broadcast is ever answered.
+            self.stats["broadcast"] += 1
+            if kind == _K_UI:
+                self._deliver(client, mv, i0, i1, True)
+            return
+        self.stats["frames"] += 1
+        st = self._state_for(client, kind, dl)
+        if i1 - i0 > self.rx_max or (i1 > i0 and kind in _NO_INFO):
+            # ISO/IEC 13239 frame reject: Y information field too long; W+X an
+            # information field where the command allows none. NDM: DM, as usual.
+            if st == NRM:
+                self._frmr(c, _FRMR_Y if i1 - i0 > self.rx_max else _FRMR_W | _FRMR_X)
+            elif st == NDM:
+                self._h_dm(c, client, mv, i0, i1, seg)
+            else:
+                self._h_frmr_again(c, client, mv, i0, i1, seg)
+            return
+        _TABLE[st][kind](self, c, client, mv, i0, i1, seg)
+
+    def _on_oversize(self, mv, s, h):
+        """An oversized frame whose header and HCS are good (h: index after the HCS)."""
+        try:
+            i = s + 2
+            j = _address_end(mv, i, h)
+            k = _address_end(mv, j, h)
+        except DecodeError:
+            return
+        c = mv[k]
+        client = self._route(mv, s, 0, i, j - i, j, k - j, c)
+        if client < 0 or self._bcast:
+            return
+        if self._state_for(client, frame_kind(c), j - i) == NRM:
+            self._frmr(c, _FRMR_Y)
+
+    def _state_for(self, client, kind, dl):
+        """Row of the state table for a frame from client (activity bookkeeping)."""
+        st = self.state
+        if st != NDM:
+            if client == self.client:
+                self._activity = True
+                self._chdr[0:dl + 1] = self._fhdr[0:dl + 1]
+                self._chl = dl + 1
+            elif kind != _K_SNRM:
+                st = NDM  # towards any other client we are disconnected
+        return st
+
+    def _route(self, mv, s, e, i, dl, j, sl, c):
+        """Address filter. Returns the client SAP of a frame for us (self._bcast tells
+        a broadcast; self._fhdr holds the reply addresses), or -1 when the frame is
+        ignored (counted). e == 0: oversized frame, only the header is known."""
+        self._bcast = False
+        try:
+            upper, lower = decode_server_address(mv, i, dl)
+        except DecodeError:
+            self.stats["bad_address"] += 1
+            return -1
         # Green Book, "Reserved special HDLC addresses": ALL_STATION is 0x7F in the
         # 7-bit fields, 0x3FFF in the 14-bit ones; NO_STATION (0) is never ours.
         all_station = 0x3FFF if dl == 4 else 0x7F
@@ -404,44 +539,36 @@ class HDLCLink:
         if upper == all_station:
             bcast = True
         elif upper != self._logical:
-            self.stats["other_address"] += 1
-            return
+            self.stats["other_address"] += 1  # another device, or our own echo
+            return -1
         if lower is not None and lower != self._physical:
             if lower != all_station:
                 self.stats["other_address"] += 1
-                return
+                return -1
             bcast = bcast or self._multidrop
+        if sl != 1:
+            self.stats["bad_address"] += 1  # a client address is one byte
+            return -1
+        src = mv[j]
         if self._echo is not None:
-            if dl == 1 and mv[i] == src and self._is_echo(mv, s, e):
+            # Only when the addresses cannot tell (see the module comment); an
+            # oversized frame cannot be compared and counts as echo too.
+            if dl == 1 and mv[i] == src and (not e or self._is_echo(mv, s, e)):
                 self.stats["echo"] += 1
-                return
+                return -1
             self._echo = None
         h = self._fhdr
         h[0] = src
         h[1:1 + dl] = mv[i:i + dl]
         self._fhl = dl + 1
         client = src >> 1
-        kind = frame_kind(c)
         if client not in self._clients:
             self.stats["unknown_client"] += 1
-            if c & _PF and not bcast and kind != _K_RESP:
+            if c & _PF and not bcast and frame_kind(c) != _K_RESP:
                 self._reply(_DM | _PF)
-            return
-        if bcast:
-            self.stats["broadcast"] += 1
-            if kind == _K_UI:
-                self._deliver(client, mv, i0, i1, True)
-            return
-        self.stats["frames"] += 1
-        st = self.state
-        if st != NDM:
-            if client == self.client:
-                self._activity = True
-                self._chdr[0:dl + 1] = h[0:dl + 1]
-                self._chl = dl + 1
-            elif kind != _K_SNRM:
-                st = NDM  # towards any other client we are disconnected
-        _TABLE[st][kind](self, c, client, mv, i0, i1, seg)
+            return -1
+        self._bcast = bcast
+        return client
 
     def _is_echo(self, mv, s, e):
         p = self._echo_pos
@@ -486,6 +613,20 @@ class HDLCLink:
         self._ra_len = 0
         self._poll = False
         self._rnr = False
+
+    def reset(self):
+        """A fresh, disconnected link for the transport's next connection (links are
+        reused so that no connection needs new RAM); statistics are kept."""
+        self.state = NDM
+        self.client = None
+        self._reset_link()
+        self._rxlen = 0
+        self._olen = 0
+        self._events.clear()
+        self._evflags.clear()
+        self._evhead = 0
+        self._mute = False
+        self._echo = None
 
     def _drop_link(self):
         if self.state != NDM:
@@ -713,13 +854,11 @@ class HDLCLink:
 
     def _h_ui(self, c, client, mv, i0, i1, seg):
         # Connectionless (Green Book: UI frames carry unconfirmed services, in NDM too):
-        # handed up as "no reply". A poll is answered like any other.
+        # handed up as "no reply". Before SNRM a UI frame is never answered, not even
+        # with DM; from the connected client a poll is answered like any other.
         self._deliver(client, mv, i0, i1, True)
-        if c & _PF:
-            if self.state == NRM and client == self.client:
-                self._poll = True
-            else:
-                self._reply(_DM | _PF)
+        if c & _PF and self.state == NRM and client == self.client:
+            self._poll = True
 
     def _h_bad(self, c, client, mv, i0, i1, seg):
         self._frmr(c, _FRMR_W)

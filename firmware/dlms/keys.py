@@ -96,6 +96,17 @@ def save_keys(store, keys):
     store.put(KEYS_RECORD, encode_keys(keys))
 
 
+def describe_keys(keys):
+    """The start-up line about the key set (loud for the test keys)."""
+    if keys is None:
+        return ("NO KEYS: ciphered associations are refused until keys are provisioned"
+                " (tools/provision_keys.py)")
+    if is_test_keys(keys):
+        return ("*** TEST KEYS *** (Green Book examples, boards/UNIX/test_keys.json): public values,"
+                " for the simulator only, never for a meter in the field")
+    return "keys: provisioned, system title " + "".join("%02X" % b for b in keys["system_title"])
+
+
 def is_test_keys(keys):
     return keys is not None and any(keys.get(n) == TEST_KEYS[n] for n in _ORDER)
 

@@ -23,6 +23,8 @@ import struct
 from micropython import const
 
 from dlms import acse
+from dlms.counters import OwnCounter, PeerCounter
+from dlms.keys import load_keys, replaced
 from dlms.axdr import decode_length, encode_length_into
 from dlms.counters import CounterUnavailable, ReplayError
 from dlms.errors import DecodeError, ProtocolError
@@ -48,6 +50,21 @@ POLICY_AUTHENTICATED = const(0x10)
 POLICY_ENCRYPTED = const(0x20)
 POLICY_AUTHENTICATED_ENCRYPTED = const(0x30)
 
+# Security events (IDIS fraud detection log codes; 204/205 are this firmware's
+# own, in the 200-254 range IDIS leaves to the manufacturer, as in cosem/profile.py).
+EVENT_AUTHENTICATION_FAILURE = const(46)
+EVENT_DECIPHERING_FAILURE = const(47)
+EVENT_REPLAY = const(48)
+EVENT_KEY_CHANGED = const(204)
+EVENT_POLICY_CHANGED = const(205)
+
+# Store records of the security state (adapters/store.py): the policy (1 octet),
+# the meter's own counter under 'ek' and the peer counters per global key.
+POLICY_RECORD = "policy"
+_OWN_COUNTER_RECORD = "ic_own_ek"
+_PEER_COUNTER_RECORDS = (("ek", "ic_peer_ek"), ("bk", "ic_peer_bk"))
+_POLICIES = (0, 0x10, 0x20, 0x30)
+
 TAG_LEN = const(12)
 SYSTEM_TITLE_LEN = const(8)
 _HLS_SC = const(0x10)          # Green Book 9.2.7.4: f() is always authentication only
@@ -65,7 +82,6 @@ GENERAL_DED_CIPHERING = const(0xDC)
 EXCEPTION_RESPONSE = const(0xD8)
 _INITIATE_REQUEST = const(0x01)
 _GLO_INITIATE_REQUEST = const(0x21)
-_GLO_INITIATE_RESPONSE = const(0x28)
 
 # Ciphered request tag -> (plain request tag inside, key kind, ciphered response
 # tag) (Green Book 9.5 COSEMpdu; gurux Command enum for the numbers).
@@ -190,10 +206,12 @@ class SecurityContext:
       APDUs under that key);
     policy: SC bits every request must carry (POLICY_*, default authenticated
       and encrypted);
-    urandom: source of HLS challenges (os.urandom; tests inject their own)."""
+    urandom: source of HLS challenges (os.urandom; tests inject their own);
+    store: the adapters.store.Store the key set and the policy persist in (None
+      in tests that never change them)."""
 
     def __init__(self, keys, system_title, own_counter, peer_counters,
-                 policy=POLICY_AUTHENTICATED_ENCRYPTED, urandom=None):
+                 policy=POLICY_AUTHENTICATED_ENCRYPTED, urandom=None, store=None):
         if len(system_title) != SYSTEM_TITLE_LEN:
             raise ValueError("system title is 8 octets")
         self.system_title = bytes(system_title)
@@ -201,7 +219,30 @@ class SecurityContext:
         self.peer_counters = peer_counters
         self.policy = policy
         self.urandom = urandom or os.urandom
+        self.store = store
         self.set_keys(keys)
+
+    def expected_counter(self):
+        """The lowest counter the meter accepts next under 'ek' (the value of the
+        invocation counter object 0-0:43.1.0.255, read by the public client so a
+        head-end can continue from it)."""
+        peer = self.peer_counters.get(KEY_GLOBAL)
+        return 0 if peer is None else (peer.value + 1) & 0xFFFFFFFF
+
+    def replace_keys(self, new):
+        """Install a transferred key set, already persisted (keys.save_keys), once
+        the response acknowledging it is out. The counters of a replaced
+        encryption key start again (its IVs are new); those of an unchanged key
+        never do. Returns the names of the replaced keys."""
+        changed = replaced(self.keys, new)
+        self.set_keys(new)
+        if KEY_GLOBAL in changed:
+            self.own_counter.reset_for_new_key()
+        for kind in (KEY_GLOBAL, KEY_BROADCAST):
+            peer = self.peer_counters.get(kind)
+            if kind in changed and peer is not None:
+                peer.reset_for_new_key()
+        return changed
 
     def set_keys(self, keys):
         """Install a new key set (after a key transfer has been answered). The
@@ -236,6 +277,19 @@ class SecurityContext:
         except CounterUnavailable:
             raise _deciphering("peer counter unavailable")
         return before
+
+
+def load_security(store, board, urandom=None):
+    """The meter's SecurityContext from its store (keys.load_keys: provisioned
+    keys, the test keys on a simulator, else None: no ciphered association)."""
+    keys = load_keys(store, board)
+    if keys is None:
+        return None
+    raw = store.get(POLICY_RECORD)
+    policy = raw[0] if raw and len(raw) == 1 and raw[0] in _POLICIES else POLICY_AUTHENTICATED_ENCRYPTED
+    peers = {kind: PeerCounter(store, name) for kind, name in _PEER_COUNTER_RECORDS}
+    return SecurityContext(keys, keys["system_title"], OwnCounter(store, _OWN_COUNTER_RECORD), peers,
+                           policy, urandom, store)
 
 
 def _system_title(st, ctx):
@@ -327,13 +381,15 @@ class CipherSession:
             self._set_dedicated_key(key)
         return plain
 
-    def cipher_initiate_response(self, plain_initiate_response):
-        """glo-initiate-response (0x28) for the AARE user-information."""
+    def cipher_initiate_response(self, plain):
+        """The AARE user-information of a ciphered AARQ: glo-initiate-response
+        (0x28) for an InitiateResponse, glo-confirmed-service-error (0x2E) for an
+        InitiateError."""
         ctx = self.ctx
         sc = ctx.policy or SC_AUTHENTICATED_ENCRYPTED
-        return self._frame(_GLO_INITIATE_RESPONSE, None,
+        return self._frame(RESPONSES[plain[0]][0], None,
                            protect(sc, ctx.cipher(KEY_GLOBAL), ctx.ak, ctx.system_title,
-                                   ctx.own_counter.next(), plain_initiate_response))
+                                   ctx.own_counter.next(), plain))
 
     # -- xDLMS APDUs --
 

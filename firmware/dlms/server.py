@@ -1,21 +1,53 @@
 """Routes whole APDUs to the object model and back.
 
 Owns: association state per client (ACSE), the xDLMS services GET/SET/ACTION with
-block transfer, and the one mapping from DlmsError to a wire response (AARE refusal,
-data-access-result, action-result, exception-response). Knows nothing of frames."""
+block transfer, the ciphered association (the CipherSession of dlms/security.py
+unwraps every request and wraps its response; HLS-GMAC pass 3/4 gates the
+association), the security event hook and the authentication lock-out, and the one
+mapping from DlmsError to a wire response (AARE refusal, data-access-result,
+action-result, exception-response). Knows nothing of frames.
+
+AARE refusals of a ciphered association (Green Book 9.4.2, as gurux answers):
+  application context or mechanism not the client's   application-context-name-not-
+                                                       supported / authentication-required
+  no or bad calling-AP-title (client system title)     calling-AP-title-not-recognized
+  glo-initiate-request not decipherable, stale counter no-reason-given + InitiateError
+  meter without keys (device not provisioned)          rejected-transient, no-reason-given
+  HLS locked out (below)                               rejected-transient, authentication-failure
+Lock-out: from the 3rd consecutive failed HLS attempt on (AARQ that does not
+decipher, replayed AARQ, wrong f(StoC)), new HLS associations are refused for
+2, 4, 8 ... seconds of the meter's clock (at most an hour) after the last failure;
+a completed HLS resets it. Not persisted: a restart forgets it."""
 from micropython import const
 
-from dlms import acse, apdu
+from dlms import acse, apdu, security
 from dlms.errors import AccessError, DecodeError
 from dlms import errors
 from dlms.axdr import decode_data, encode_data
 from dlms.events import NEED_DATA, EV_APDU, EV_CONNECT, EV_DISCONNECT
+from dlms.security import CipherSession, SecurityError
 
 # Smallest client PDU worth serving: a GET response block header plus some data.
 _MIN_CLIENT_PDU = const(12)
 # Response header of a GET with-datablock: tag, choice, invoke, last, block(4), choice,
 # raw-data length (up to 3 octets).
 _BLOCK_OVERHEAD = const(12)
+
+_CIPHERED_CONTEXTS = (acse.CONTEXT_LN_CIPHERED, acse.CONTEXT_SN_CIPHERED)
+_ACSE_TAGS = (acse.AARQ, acse.RLRQ)
+# Ciphered request tags, known to the server even without a ciphered association.
+_CIPHERED_TAGS = tuple(security.REQUESTS) + (security.GENERAL_GLO_CIPHERING, security.GENERAL_DED_CIPHERING)
+# The one method a pending (HLS pass 1/2 done) association may call:
+# reply_to_HLS_authentication of the current Association LN 0-0:40.0.0.255.
+_HLS_METHOD = (15, b"\x00\x00\x28\x00\x00\xff", 1)
+_FREE_FAILURES = const(3)
+_LOCK_BASE_S = const(2)
+_LOCK_MAX_S = const(3600)
+_EVENT_OF_KIND = {
+    security.DECIPHERING_ERROR: security.EVENT_DECIPHERING_FAILURE,
+    security.INVOCATION_COUNTER_ERROR: security.EVENT_REPLAY,
+}
+_RECENT_EVENTS = const(16)
 
 
 class Association:
@@ -35,9 +67,12 @@ class Association:
         self.context = policy.get("context")
         self.offered_conformance = policy.get("conformance", 0)
         self.associated = False
+        self.pending = False        # HLS: AARE sent, pass 3/4 not done yet
+        self.cipher = None          # security.CipherSession of a ciphered association
         self.conformance = 0
         self.client_max_pdu = 0
         self.now = 0
+        self._after = []            # run once the response exists (after_reply)
         self._get_blocks = None     # (invoke, encoded data, next offset, last block number)
         self._set_blocks = None     # (invoke, descriptor, received bytes, last block number)
 
@@ -46,28 +81,84 @@ class Association:
         return min(self.client_max_pdu, self.server.max_pdu)
 
     def close(self):
-        self.associated = False
+        self.associated = self.pending = False
+        self.cipher = None
         self._get_blocks = self._set_blocks = None
 
+    def after_reply(self, fn):
+        """Run fn once the response to the current request has been made (and
+        protected under the keys in force): new keys and policies take effect
+        after the response that acknowledges them (Green Book 9.2.9)."""
+        self._after.append(fn)
+
+    def security_event(self, code):
+        self.server.security_event(code)
+
+    @property
+    def client_system_title(self):
+        return self.cipher.client_system_title if self.cipher is not None else b""
+
     def handle_apdu(self, request, now):
-        """One request APDU in, the response APDU (or None) out."""
+        """One request APDU in, the response APDU (or None) out. The one place
+        where errors become responses."""
         self.now = now
         if not request:
             return None
-        handler = _HANDLERS.get(request[0])
-        if handler is None:
-            return apdu.encode_exception_response(apdu.STATE_SERVICE_UNKNOWN, apdu.SERVICE_NOT_SUPPORTED)
-        if handler is not _aarq and not self.associated:
-            return _not_allowed(request[0])
-        if len(request) > self.server.max_pdu:
-            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_PDU_TOO_LONG)
+        self._after = []
         try:
-            return handler(self, request)
+            reply = self._handle(request)
+        except SecurityError as e:
+            # Never ciphered: it may answer an APDU that could not be deciphered.
+            self.server.security_failure(e)
+            reply = apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, e.kind, e.expected)
         except DecodeError:
-            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_OPERATION_NOT_POSSIBLE)
+            reply = apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_OPERATION_NOT_POSSIBLE)
         except Exception as e:  # a bug must cost one answer, never the meter
             print("server: internal error on APDU 0x%02x:" % request[0], repr(e))
-            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_OTHER_REASON)
+            reply = apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_OTHER_REASON)
+        after, self._after = self._after, []
+        for fn in after:
+            try:
+                fn()
+            except Exception as e:
+                print("server: deferred action failed:", repr(e))
+        return reply
+
+    def _handle(self, request):
+        cipher = self.cipher
+        if cipher is None or request[0] in _ACSE_TAGS:
+            return self._serve(request)
+        plain, form = cipher.unwrap(request)
+        return cipher.wrap(self._serve(plain), form)
+
+    def _serve(self, request):
+        tag = request[0]
+        handler = _HANDLERS.get(tag)
+        if handler is None:
+            if tag in _CIPHERED_TAGS:  # ciphered, but no ciphered association
+                return _not_allowed(tag)
+            return apdu.encode_exception_response(apdu.STATE_SERVICE_UNKNOWN, apdu.SERVICE_NOT_SUPPORTED)
+        if handler is not _aarq and not self.associated:
+            return _not_allowed(tag)
+        if len(request) > self.server.max_pdu:
+            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_PDU_TOO_LONG)
+        return handler(self, request)
+
+    def reply_to_hls(self, f_stoc):
+        """HLS-GMAC pass 3/4 (Association LN method 1): the client's f(StoC) in,
+        the meter's f(CtoS) out. A wrong reply ends the association once the
+        action-response (other-reason) is out, and counts towards the lock-out."""
+        if self.cipher is None or not self.pending:
+            raise AccessError(errors.READ_WRITE_DENIED, "no HLS pending")
+        try:
+            f_ctos = self.cipher.verify_client_reply(f_stoc)
+        except SecurityError as e:
+            self.server.security_failure(e, True)
+            self.after_reply(self.close)
+            raise AccessError(errors.OTHER_REASON, "HLS authentication failed")
+        self.pending = False
+        self.server.authentication_passed()
+        return f_ctos
 
     # --- attribute and method access through the table ------------------------
 
@@ -79,6 +170,8 @@ class Association:
 
     def read(self, descriptor):
         class_id, instance, attr, access = descriptor
+        if self.pending:
+            raise AccessError(errors.READ_WRITE_DENIED, "HLS not completed")
         obj = self._object(class_id, instance)
         if not self.table.attribute_access(self.client, obj, attr) & 1:
             raise AccessError(errors.READ_WRITE_DENIED)
@@ -88,6 +181,8 @@ class Association:
 
     def write(self, descriptor, value):
         class_id, instance, attr, access = descriptor
+        if self.pending:
+            raise AccessError(errors.READ_WRITE_DENIED, "HLS not completed")
         obj = self._object(class_id, instance)
         if not self.table.attribute_access(self.client, obj, attr) & 2:
             raise AccessError(errors.READ_WRITE_DENIED)
@@ -95,6 +190,8 @@ class Association:
 
     def invoke(self, descriptor, params):
         class_id, instance, method = descriptor
+        if self.pending and (class_id, bytes(instance), method) != _HLS_METHOD:
+            raise AccessError(errors.READ_WRITE_DENIED, "HLS not completed")
         obj = self._object(class_id, instance)
         if not self.table.method_access(self.client, obj, method):
             raise AccessError(errors.READ_WRITE_DENIED)
@@ -111,25 +208,72 @@ def _not_allowed(tag):
 
 # --- ACSE --------------------------------------------------------------------
 
-def _refuse(context, diagnostic, user_information=None, source=acse.SOURCE_SERVICE_USER):
-    return acse.encode_aare(acse.RESULT_REJECTED_PERMANENT, source, diagnostic, context,
-                            user_information=user_information)
+def _refuse(context, diagnostic, user_information=None, source=acse.SOURCE_SERVICE_USER,
+            result=acse.RESULT_REJECTED_PERMANENT):
+    return acse.encode_aare(result, source, diagnostic, context, user_information=user_information)
 
 
 def _authenticate(assoc, aarq):
-    """None when the client proved who it is, else the AARE diagnostic."""
+    """None when the client proved who it is (or, for HLS, may go on to pass 3),
+    else the AARE diagnostic."""
     mechanism = aarq.mechanism_name if aarq.mechanism_name is not None else acse.MECH_LOWEST
     if mechanism != assoc.mechanism:
         if assoc.mechanism != acse.MECH_LOWEST and mechanism == acse.MECH_LOWEST:
             return acse.DIAG_AUTHENTICATION_REQUIRED
         return acse.DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
+    value = aarq.calling_authentication_value
     if mechanism == acse.MECH_LLS:
-        if aarq.calling_authentication_value is None:
+        if value is None:
             return acse.DIAG_AUTHENTICATION_REQUIRED
         association = assoc.table.association_for(assoc.client)
-        if association is None or not association.verify_secret(aarq.calling_authentication_value):
+        if association is None or not association.verify_secret(value):
+            assoc.security_event(security.EVENT_AUTHENTICATION_FAILURE)
             return acse.DIAG_AUTHENTICATION_FAILURE
+    elif mechanism == acse.MECH_HLS_GMAC:
+        # GMAC needs the keys and the client system title of a ciphered context.
+        if aarq.application_context_name not in _CIPHERED_CONTEXTS:
+            return acse.DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
+        if value is None:
+            return acse.DIAG_AUTHENTICATION_REQUIRED
+        if not security.HLS_CHALLENGE_MIN <= len(value) <= security.HLS_CHALLENGE_MAX:
+            return acse.DIAG_AUTHENTICATION_FAILURE
+    elif mechanism != acse.MECH_LOWEST:
+        return acse.DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
     return None
+
+
+def _initiate_request(assoc, aarq):
+    """(plain InitiateRequest, None), or (None, the refusal AARE). In a ciphered
+    context the glo-initiate-request is deciphered and its counter checked, and
+    the association gets its CipherSession."""
+    context = aarq.application_context_name
+    if context not in _CIPHERED_CONTEXTS:
+        if aarq.user_information is None or aarq.user_information_ciphered:
+            return None, _refuse(context, acse.DIAG_NO_REASON_GIVEN)
+        return aarq.user_information, None
+    sec = assoc.server.security
+    if sec is None:  # a device board whose keys are not provisioned yet
+        return None, _refuse(context, acse.DIAG_NO_REASON_GIVEN, result=acse.RESULT_REJECTED_TRANSIENT)
+    try:
+        cipher = CipherSession(sec, aarq.calling_ap_title)
+    except SecurityError:
+        return None, _refuse(context, acse.DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED)
+    try:
+        plain = cipher.decipher_initiate_request(aarq)
+    except SecurityError as e:
+        assoc.server.security_failure(e, assoc.mechanism == acse.MECH_HLS_GMAC)
+        return None, _refuse(context, acse.DIAG_NO_REASON_GIVEN, acse.encode_initiate_error(acse.INITIATE_ERROR_OTHER))
+    assoc.cipher = cipher
+    return plain, None
+
+
+def _initiate_error(assoc, context, error):
+    # Answered in the protection the AARQ came in (glo-confirmed-service-error).
+    information = acse.encode_initiate_error(error)
+    if assoc.cipher is not None:
+        information = assoc.cipher.cipher_initiate_response(information)
+        assoc.cipher = None
+    return _refuse(context, acse.DIAG_NO_REASON_GIVEN, information)
 
 
 def _aarq(assoc, request):
@@ -143,33 +287,51 @@ def _aarq(assoc, request):
         return _refuse(context if context in (1, 2, 3, 4) else acse.CONTEXT_LN, acse.DIAG_NO_REASON_GIVEN)
     if context != assoc.context:
         return _refuse(assoc.context, acse.DIAG_APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
+    if assoc.mechanism == acse.MECH_HLS_GMAC and assoc.server.authentication_locked():
+        return _refuse(context, acse.DIAG_AUTHENTICATION_FAILURE, result=acse.RESULT_REJECTED_TRANSIENT)
     diagnostic = _authenticate(assoc, aarq)
     if diagnostic is not None:
         return _refuse(context, diagnostic)
-    if aarq.user_information is None or aarq.user_information_ciphered:
-        return _refuse(context, acse.DIAG_NO_REASON_GIVEN)
+    plain, refusal = _initiate_request(assoc, aarq)
+    if refusal is not None:
+        return refusal
     try:
-        initiate = acse.decode_initiate_request(aarq.user_information)
+        initiate = acse.decode_initiate_request(plain)
     except DecodeError:
-        return _refuse(context, acse.DIAG_NO_REASON_GIVEN, acse.encode_initiate_error(acse.INITIATE_ERROR_OTHER))
+        return _initiate_error(assoc, context, acse.INITIATE_ERROR_OTHER)
     if initiate.proposed_dlms_version_number < acse.DLMS_VERSION:
-        return _refuse(context, acse.DIAG_NO_REASON_GIVEN,
-                       acse.encode_initiate_error(acse.INITIATE_ERROR_DLMS_VERSION_TOO_LOW))
+        return _initiate_error(assoc, context, acse.INITIATE_ERROR_DLMS_VERSION_TOO_LOW)
     # 0 means "no limit stated" is not allowed by the Green Book; tiny PDUs cannot
     # carry a block header.
     if initiate.client_max_receive_pdu_size < _MIN_CLIENT_PDU:
-        return _refuse(context, acse.DIAG_NO_REASON_GIVEN,
-                       acse.encode_initiate_error(acse.INITIATE_ERROR_PDU_SIZE_TOO_SHORT))
+        return _initiate_error(assoc, context, acse.INITIATE_ERROR_PDU_SIZE_TOO_SHORT)
     conformance = initiate.proposed_conformance & assoc.offered_conformance
     if not conformance:
-        return _refuse(context, acse.DIAG_NO_REASON_GIVEN,
-                       acse.encode_initiate_error(acse.INITIATE_ERROR_INCOMPATIBLE_CONFORMANCE))
+        return _initiate_error(assoc, context, acse.INITIATE_ERROR_INCOMPATIBLE_CONFORMANCE)
     assoc.conformance = conformance
     assoc.client_max_pdu = initiate.client_max_receive_pdu_size
     assoc.associated = True
+    return _accept(assoc, aarq, acse.encode_initiate_response(conformance, assoc.server.max_pdu))
+
+
+def _accept(assoc, aarq, information):
+    context = aarq.application_context_name
+    cipher = assoc.cipher
+    if cipher is None:
+        return acse.encode_aare(acse.RESULT_ACCEPTED, acse.SOURCE_SERVICE_USER, acse.DIAG_NULL, context,
+                                user_information=information)
+    # HLS pass 2: accepted, authentication-required, with the meter's challenge
+    # StoC; until pass 3/4 only reply_to_HLS_authentication is served.
+    hls = assoc.mechanism == acse.MECH_HLS_GMAC
+    assoc.pending = hls
     return acse.encode_aare(
-        acse.RESULT_ACCEPTED, acse.SOURCE_SERVICE_USER, acse.DIAG_NULL, context,
-        user_information=acse.encode_initiate_response(conformance, assoc.server.max_pdu),
+        acse.RESULT_ACCEPTED, acse.SOURCE_SERVICE_USER,
+        acse.DIAG_AUTHENTICATION_REQUIRED if hls else acse.DIAG_NULL, context,
+        responding_ap_title=assoc.server.security.system_title,
+        responder_acse_requirements=acse.ACSE_AUTHENTICATION if hls else None,
+        mechanism_name=acse.MECH_HLS_GMAC if hls else None,
+        responding_authentication_value=cipher.hls_challenge(aarq.calling_authentication_value) if hls else None,
+        user_information=cipher.cipher_initiate_response(information),
     )
 
 
@@ -342,12 +504,75 @@ _HANDLERS = {
 }
 
 
-class DlmsServer:
-    """The logical device: its object table, its clients and their associations."""
+class RecentEvents:
+    """The security log when the table has none (no store): the last
+    _RECENT_EVENTS (clock seconds or None, event code), oldest first."""
 
-    def __init__(self, table, board):
+    def __init__(self, clock=None):
+        self.clock = clock
+        self.entries = []
+
+    def record(self, code, now=None):
+        if now is None and self.clock is not None:
+            now = self.clock.now()
+        self.entries.append((now, code))
+        if len(self.entries) > _RECENT_EVENTS:
+            self.entries.pop(0)
+
+
+class DlmsServer:
+    """The logical device: its object table, its clients and their associations.
+
+    clock: the meter's time source (now() -> seconds), for the lock-out;
+    security: security.SecurityContext, or None (ciphered associations refused);
+    events: the security event log (record(code): cosem.profile.EventLog), or
+    None for a RecentEvents ring in RAM."""
+
+    def __init__(self, table, board, clock=None, security=None, events=None):
         self.table = table
         self.max_pdu = board.get("max_pdu", 1024)
+        self.clock = clock
+        self.security = security
+        self.events = events if events is not None else RecentEvents(clock)
+        self._failures = 0          # consecutive failed HLS attempts
+        self._locked_until = 0
+        self._lock_s = 0
+
+    # --- security events and the HLS lock-out ----------------------------------
+
+    def security_event(self, code):
+        """THE hook every security event goes through (failed authentication,
+        refused counters, bad tags, key and policy changes)."""
+        try:
+            self.events.record(code)
+        except Exception as e:  # a failing log must not cost the answer
+            print("server: security event %d not logged:" % code, repr(e))
+
+    def security_failure(self, e, authentication=False):
+        """A refused ciphered APDU (SecurityError e), logged by kind; with
+        authentication, a failed HLS attempt: also logged as an authentication
+        failure and counted for the lock-out."""
+        self.security_event(_EVENT_OF_KIND.get(e.kind, security.EVENT_DECIPHERING_FAILURE))
+        if not authentication:
+            return
+        self.security_event(security.EVENT_AUTHENTICATION_FAILURE)
+        self._failures += 1
+        n = self._failures - _FREE_FAILURES
+        if n >= 0:
+            self._lock_s = min(_LOCK_BASE_S << min(n, 12), _LOCK_MAX_S)
+            self._locked_until = self._seconds() + self._lock_s
+
+    def authentication_passed(self):
+        self._failures = 0
+        self._locked_until = self._lock_s = 0
+
+    def authentication_locked(self):
+        # Bounded by the lock length, so a clock set backwards cannot lock longer.
+        left = self._locked_until - self._seconds()
+        return 0 < left <= self._lock_s
+
+    def _seconds(self):
+        return self.clock.now() if self.clock is not None else 0
 
     def open_session(self, client):
         return Association(self, client)

@@ -3,17 +3,17 @@
 Owns the physical units: exact energy integration, import/export and quadrant
 classification, anti-creep, and the scaled integers the COSEM registers publish.
 
-Energy is integrated exactly. One chunk (<= 200 sample pairs, 50 ms at 4 kHz) adds
-|P| count**2 to one active register and |Q| to one reactive quadrant register, chosen
-by the signs of that chunk's P and Q. A count**2 summed over one sample is worth
-    K = v_uv_per_lsb * i_ua_per_lsb / (sample_rate * 3.6e12)  mWh
-held as a reduced fraction num/den of integers. Each register is a whole number of
-mWh (mvarh) plus an integer residue in units of 1/den mWh: residue += x * num, and
-whole multiples of den move into the mWh count. Nothing is rounded away, so the total
-is the same whatever the block sizes and cannot drift over years. (When the reduced
-num would exceed 2**30 it is rounded to 30 bits once, at calibration: a fixed
-relative change below 1e-9 of the calibration constant, not an accumulating error.)
-Registers only ever increase; restore() refuses to lower one.
+Energy is integrated exactly. One chunk (<= 125 sample pairs) adds |P| count**2 to
+one active register and |Q| to one reactive quadrant register, chosen by the signs of
+that chunk's P and Q. Each register is a 64-bit count of count**2-samples, added by a
+viper routine (exact, allocation-free, 167 years at 60 A before it could wrap). A
+count**2 summed over one sample is worth
+    K = v_uv_per_lsb * i_ua_per_lsb / (sample_rate * 3.6e12)  mWh = num/den
+(reduced fraction of integers). A register reads (base + raw * num) // den mWh: whole
+mWh, and the rest is an integer residue in 1/den mWh; nothing is rounded away, so the
+total is the same whatever the block sizes and cannot drift over years. `base` (an
+exact multiple of 1/den mWh) holds what was restored from flash or accumulated under a
+previous calibration. Registers only ever increase; restore() refuses to lower one.
 
 Reactive quadrants (IEC 62053-23): Q1 = P import, Q import (inductive load);
 Q2 = P export, Q import; Q3 = P export, Q export; Q4 = P import, Q export
@@ -35,9 +35,11 @@ RMS includes the ADC noise floor; PF = |P| / (Vrms * Irms), 0 when there is no
 current; frequency is 0 while no mains cycle is seen. They refresh when `windows`
 increments. Registers: energy 1-0:1.8.0 (A+), 2.8.0 (A-), 3.8.0 (R+), 4.8.0 (R-),
 5.8.0 .. 8.8.0 (Q1 .. Q4)."""
+import micropython
+from array import array
 from micropython import const
 
-from metering.kernel import Kernel, MAX_CHUNK, as_calibration
+from metering.kernel import Kernel, MAX_CHUNK, W_VV, W_II, W_P, W_Q, as_calibration, read64
 
 E_ACTIVE_IMPORT = const(0)
 E_ACTIVE_EXPORT = const(1)
@@ -65,7 +67,32 @@ INST_SCALER_UNIT = ((-2, 35), (-3, 33), (-2, 27), (-2, 27), (-2, 29), (-2, 29), 
 ENERGY_SCALER_UNIT = ((-3, 30), (-3, 30), (-3, 32), (-3, 32), (-3, 32), (-3, 32), (-3, 32), (-3, 32))
 
 STATE_VERSION = const(1)
-_NUM_LIMIT = const(1 << 30)  # keeps residue + x * num below 2**62 (small int on 64-bit)
+
+
+@micropython.viper
+def _book(acc, p: int, q: int):
+    # |p| into the active register, |q| into the quadrant register (64-bit, low word
+    # first at acc[2*reg]); quadrant by the signs, see the module docstring.
+    a = ptr32(acc)
+    if p >= 0:
+        k = 0
+        j = 4 if q >= 0 else 10  # Q1 : Q4
+    else:
+        k = 2
+        p = 0 - p
+        j = 6 if q >= 0 else 8  # Q2 : Q3
+    if q < 0:
+        q = 0 - q
+    lo = uint(a[k])
+    s = uint(lo + uint(p))
+    a[k] = s
+    if s < lo:
+        a[k + 1] = a[k + 1] + 1
+    lo = uint(a[j])
+    s = uint(lo + uint(q))
+    a[j] = s
+    if s < lo:
+        a[j + 1] = a[j + 1] + 1
 
 
 def _gcd(a, b):
@@ -75,7 +102,7 @@ def _gcd(a, b):
 
 
 def _isqrt(n):
-    """floor(sqrt(n)) by Newton's method on small ints (no allocation on 64-bit)."""
+    """floor(sqrt(n)) by Newton's method."""
     if n <= 0:
         return 0
     x = n
@@ -87,15 +114,9 @@ def _isqrt(n):
 
 
 def energy_fraction(v_uv_per_lsb, i_ua_per_lsb, sample_rate):
-    """(num, den): mWh per count**2 per sample, reduced, num < 2**30."""
+    """(num, den): mWh per count**2 per sample, as a reduced fraction."""
     num = v_uv_per_lsb * i_ua_per_lsb  # picowatts per count**2
     den = sample_rate * 3600 * 10**9  # picowatt-samples per mWh: 3.6e12 pJ * fs
-    g = _gcd(num, den)
-    num //= g
-    den //= g
-    while num >= _NUM_LIMIT:
-        num = (num + 1) >> 1
-        den = (den + 1) >> 1
     g = _gcd(num, den)
     return num // g, den // g
 
@@ -103,10 +124,15 @@ def energy_fraction(v_uv_per_lsb, i_ua_per_lsb, sample_rate):
 class Meter:
     """One voltage/current channel pair: m = Meter(calibration, sample_rate).
 
-    m.process(v_block, i_block)   array('h') blocks of equal length, any length
+    m.process(v_block, i_block)   array('h') blocks of equal length, any length; the
+                                  sampling path, allocation-free. Returns the number
+                                  of measurement windows it completed.
+    m.update()                    once-per-window work (frequency, offsets, the inst
+                                  values); call it after process() returned > 0.
+                                  Blocks up to one window long lose nothing.
     m.energy(E_...)               int, mWh or mvarh
     m.energy_exact(E_...)         (whole, residue, den): exactly whole + residue/den
-    m.inst / m.instantaneous()    the scaled ints above (the list is live, read-only)
+    m.inst                        the scaled ints above (live list, read-only)
     m.windows                     increments each time inst is refreshed
     m.snapshot() / m.restore(s)   persistence: a tuple of ints, see snapshot()"""
 
@@ -114,31 +140,46 @@ class Meter:
         self.cal = as_calibration(calibration)
         self.sample_rate = sample_rate
         self.kernel = Kernel(self.cal, sample_rate, window)
-        self._e = [0] * _N_REGS
-        self._r = [0] * _N_REGS
+        self._raw = array("i", bytes(8 * _N_REGS))
+        self._base = [0] * _N_REGS  # in 1/den mWh
         self.num = self.den = 1
         self.inst = [0] * _N_INST
         self.windows = 0
+        self._mark = array("i", bytes(8 * _N_REGS))  # raw at the end of the last window
+        self._last = [0] * _N_REGS  # raw booked during the last complete window
         self._constants()
 
     def _constants(self):
         cal = self.cal
-        self._kv = cal.v_uv_per_lsb
-        self._ki = cal.i_ua_per_lsb
-        self.num, self.den = energy_fraction(self._kv, self._ki, self.sample_rate)
-        # centiwatts per count**2, Q20.
-        self._kpow = ((self._kv * self._ki << 20) + 5 * 10**9) // 10**10
-        # Anti-creep threshold: mean i*i in count**2, Q16 (like the kernel's ii).
-        self._creep = (cal.i_start_ua * cal.i_start_ua << 16) // (self._ki * self._ki)
+        self.num, self.den = energy_fraction(cal.v_uv_per_lsb, cal.i_ua_per_lsb, self.sample_rate)
+        # Anti-creep threshold: mean i*i in count**2, Q4, compared per chunk.
+        self._creep = (cal.i_start_ua * cal.i_start_ua << 4) // (cal.i_ua_per_lsb * cal.i_ua_per_lsb)
+        if self._creep >= 1 << 22:
+            raise ValueError("i_start_ua beyond the current range")
+
+    def _total(self, reg):
+        """Register `reg` in 1/den mWh (long int: not on the sampling path)."""
+        return self._base[reg] + read64(self._raw, 2 * reg) * self.num
+
+    def _fold(self, new_den):
+        # Move raw counts into base at the current weight, base rescaled to new_den.
+        for reg in range(_N_REGS):
+            self._base[reg] = self._total(reg) * new_den // self.den
+        self._zero_raw()
+
+    def _zero_raw(self):
+        for k in range(2 * _N_REGS):
+            self._raw[k] = 0
+            self._mark[k] = 0
 
     def set_calibration(self, calibration):
-        """New gains take effect from the next block; residues are rescaled once."""
+        """New gains take effect from the next block; energy so far is kept exactly
+        (its residue rounded down once into the new residue unit)."""
         cal = as_calibration(calibration)
-        old_den = self.den
+        num, den = energy_fraction(cal.v_uv_per_lsb, cal.i_ua_per_lsb, self.sample_rate)
+        self._fold(den)
         self.cal = cal
         self._constants()
-        for reg in range(_N_REGS):
-            self._r[reg] = self._r[reg] * self.den // old_den
         self.kernel.set_phase_delay(cal.i_delay_q16)
 
     def process(self, vb, ib):
@@ -147,71 +188,66 @@ class Meter:
             raise ValueError("voltage and current blocks differ in length")
         k = self.kernel
         start = 0
+        done = 0
         while start < n:
             m = n - start
             if m > MAX_CHUNK:
                 m = MAX_CHUNK
-            done = k.chunk(vb, ib, start, m)
-            if k.ii >= m * self._creep:
-                self._register(k.p, k.q)
-            if done:
-                self._window()
+            if m > k.wlen - k.wn:  # chunks end on window boundaries
+                m = k.wlen - k.wn
+            done += k.chunk(vb, ib, start, m)
+            if k.sii >= (m * self._creep) >> 4:
+                _book(self._raw, k.p, k.q)
             start += m
+        return done
 
-    def _register(self, p, q):
-        if p >= 0:
-            self._add(E_ACTIVE_IMPORT, p)
-            if q >= 0:
-                self._add(E_REACTIVE_Q1, q)
-            else:
-                self._add(E_REACTIVE_Q4, -q)
-        else:
-            self._add(E_ACTIVE_EXPORT, -p)
-            if q >= 0:
-                self._add(E_REACTIVE_Q2, q)
-            else:
-                self._add(E_REACTIVE_Q3, -q)
-
-    def _add(self, reg, x):
-        r = self._r[reg] + x * self.num
-        den = self.den
-        if r >= den:
-            whole = r // den
-            self._e[reg] += whole
-            r -= whole * den
-        self._r[reg] = r
-
-    def _window(self):
+    def update(self):
         k = self.kernel
+        if not k.pending:
+            return
+        k.update()
+        for reg in range(_N_REGS):
+            now = read64(self._raw, 2 * reg)
+            self._last[reg] = now - read64(self._mark, 2 * reg)
+        for j in range(2 * _N_REGS):
+            self._mark[j] = self._raw[j]
+        w = k.done
         n = k.w_n
+        kvi = self.cal.v_uv_per_lsb * self.cal.i_ua_per_lsb  # pW per count**2
+        # AC RMS: the window's DC (residual offset) taken out, Q12 counts.
+        rv = _isqrt(((read64(w, W_VV) - k.w_sv * k.w_sv // n) << 24) // n)
+        ri = _isqrt(((read64(w, W_II) - k.w_si * k.w_si // n) << 24) // n)
         inst = self.inst
-        rv = _isqrt((k.w_vv << 8) // n)  # RMS in counts, Q12
-        ri = _isqrt((k.w_ii << 8) // n)
-        inst[INST_VOLTAGE] = (rv * self._kv + (5000 << 12)) // (10000 << 12)
-        inst[INST_CURRENT] = (ri * self._ki + (500 << 12)) // (1000 << 12)
-        p = ((((k.w_p << 8) // n) * self._kpow) + (1 << 27)) >> 28
+        inst[INST_VOLTAGE] = _div(rv * self.cal.v_uv_per_lsb, 10000 << 12)
+        inst[INST_CURRENT] = _div(ri * self.cal.i_ua_per_lsb, 1000 << 12)
+        p = _div(read64(w, W_P) * kvi, n * 10**10)  # 0.01 W
+        q = _div(read64(w, W_Q) * kvi, n * 10**10)
         inst[INST_P_IMPORT] = p if p > 0 else 0
         inst[INST_P_EXPORT] = -p if p < 0 else 0
-        q = ((((k.w_q << 8) // n) * self._kpow) + (1 << 27)) >> 28
         inst[INST_Q_IMPORT] = q if q > 0 else 0
         inst[INST_Q_EXPORT] = -q if q < 0 else 0
         s = rv * ri  # count**2, Q24
-        inst[INST_S] = (((s >> 16) * self._kpow) + (1 << 27)) >> 28
+        inst[INST_S] = _div(s * kvi, 10**10 << 24)
         pf = 0
         if s > 0:
-            pf = (((abs(k.w_p) << 24) // n) * 1000 + (s >> 1)) // s
-            if pf > 1000:
-                pf = 1000
+            pf = _div(abs(read64(w, W_P)) * (1000 << 24), n * s)
+            pf = 1000 if pf > 1000 else pf
         inst[INST_PF] = pf
         inst[INST_FREQ] = k.freq_mhz
         self.windows += 1
+
+    def repeat_window(self, count):
+        """Book the last complete window's energy `count` more times: the task's
+        thinning at high simulation speed (metering/task.py). Exact in count**2."""
+        for reg in range(_N_REGS):
+            self._base[reg] += self._last[reg] * count * self.num
 
     def instantaneous(self):
         return tuple(self.inst)
 
     def energy(self, reg):
         if 0 <= reg < _N_REGS:
-            return self._e[reg]
+            return self._total(reg) // self.den
         if reg == E_REACTIVE_IMPORT:
             a = E_REACTIVE_Q1
         elif reg == E_REACTIVE_EXPORT:
@@ -219,36 +255,26 @@ class Meter:
         else:
             raise ValueError("no energy register %d" % reg)
         # Q1+Q2 and Q3+Q4 sit side by side: floor of the exact sum, residues included.
-        return self._e[a] + self._e[a + 1] + (self._r[a] + self._r[a + 1]) // self.den
+        return (self._total(a) + self._total(a + 1)) // self.den
 
     def energy_exact(self, reg):
         if not 0 <= reg < _N_REGS:
             raise ValueError("no energy register %d" % reg)
-        return self._e[reg], self._r[reg], self.den
+        t = self._total(reg)
+        return t // self.den, t % self.den, self.den
 
-    @property
-    def energy_mwh_import(self):
-        return self._e[E_ACTIVE_IMPORT]
-
-    @property
-    def energy_mwh_export(self):
-        return self._e[E_ACTIVE_EXPORT]
-
-    @property
-    def energy_mvarh_import(self):
-        return self.energy(E_REACTIVE_IMPORT)
-
-    @property
-    def energy_mvarh_export(self):
-        return self.energy(E_REACTIVE_EXPORT)
+    def raw(self, reg):
+        """Register `reg` since the last fold, in count**2-samples (for tests)."""
+        return read64(self._raw, 2 * reg)
 
     def snapshot(self):
         """(STATE_VERSION, den, e0, r0, e1, r1, ... e5, r5): mWh/mvarh and residues in
-        1/den, registers in E_ order. Ints up to 2**62; store them as 8-byte fields."""
+        1/den, registers in E_ order. Ints up to 2**64; store them as 8-byte fields."""
         state = [STATE_VERSION, self.den]
         for reg in range(_N_REGS):
-            state.append(self._e[reg])
-            state.append(self._r[reg])
+            t = self._total(reg)
+            state.append(t // self.den)
+            state.append(t % self.den)
         return tuple(state)
 
     def restore(self, state):
@@ -259,18 +285,20 @@ class Meter:
         den = state[1]
         if not isinstance(den, int) or den <= 0:
             raise ValueError("bad residue unit")
-        whole = []
-        rest = []
+        totals = []
         for reg in range(_N_REGS):
             e = state[2 + 2 * reg]
             r = state[3 + 2 * reg]
             if not (isinstance(e, int) and isinstance(r, int)) or e < 0 or not 0 <= r < den:
                 raise ValueError("bad energy register %d" % reg)
-            r = r * self.den // den
-            if e * self.den + r < self._e[reg] * self.den + self._r[reg]:
+            t = e * self.den + r * self.den // den
+            if t < self._total(reg):
                 raise ValueError("restore would lower energy register %d" % reg)
-            whole.append(e)
-            rest.append(r)
-        for reg in range(_N_REGS):
-            self._e[reg] = whole[reg]
-            self._r[reg] = rest[reg]
+            totals.append(t)
+        self._zero_raw()
+        self._base = totals
+
+
+def _div(x, y):
+    """x / y rounded half away from zero (y > 0)."""
+    return (x + (y >> 1)) // y if x >= 0 else -((-x + (y >> 1)) // y)

@@ -3,54 +3,65 @@
 Owns the per-sample work (one viper loop), DC offset removal, the frequency measurement,
 the channel phase compensation and the reactive (quadrature) estimate. It knows nothing
 of volts, watts or registers: metering/energy.py turns its count-domain results into
-physical units. No floats anywhere; nothing is allocated per block on a 64-bit port
-(tests/mpy/test_metering.py proves it with micropython.heap_lock()).
+physical units. No floats anywhere.
 
-Samples are signed 12-bit ADC codes (mid-scale removed) in array('h'). Per chunk of at
-most MAX_CHUNK pairs the viper loop forms, after subtracting whole-LSB offsets:
+Two paths, because ESP32, RP2040 and our 32-bit unix build have 31-bit small ints
+(anything wider is a heap-allocated long int):
+  chunk()   the sampling path, <= MAX_CHUNK pairs: the viper loop plus a few small-int
+            corrections; every intermediate stays below 2**30, wider sums go into
+            64-bit accumulators written by viper (_acc2). Allocates nothing
+            (tests/mpy/test_metering.py proves it with micropython.heap_lock()).
+  update()  once per measurement window (1 s by default), after chunk() returned 1:
+            frequency, offset tracking, coefficient refresh. It may allocate long-int
+            temporaries (a few hundred bytes a second, printed by tools/bench_metering.py).
+            chunk() latches what update() needs, so a late update() loses nothing.
+
+Samples are signed 12-bit ADC codes (mid-scale removed) in array('h'). Per chunk the
+viper loop forms, after subtracting whole-LSB offsets:
     Svv = sum v*v   Sii = sum i*i   Svi = sum v*i   Svd = sum v*i[n-D]
     Sv, Si, Sd (plain sums)   and the positive-going zero crossings of v.
-With |sample| <= 2048 + MAX_OFFSET and MAX_CHUNK = 200 every sum stays below 2**30, so
-the loop is exact in 32-bit viper words (ESP32, RP2040) and the results are small ints.
+With |sample| <= 2048 + MAX_OFFSET and MAX_CHUNK = 125, |Svi| <= 6.6e8: even rotated
+by the phase compensation it stays a small int.
 
 DC offset. A whole-LSB estimate is subtracted inside the loop; the fractional rest
-(dv, di, in 1/65536 LSB) is removed exactly by algebra per chunk:
-    sum (v-dv)(i-di) = Svi - di*Sv - dv*Si + n*dv*di.
-The estimate is the mean of the raw samples over the whole mains cycles of each
-measurement window (first to last zero crossing of v, so a sine contributes nothing),
-smoothed over windows (OFFSET_SHIFT). It seeds from the calibration and settles within
-the first window after power-up.
+(dv, di, in 1/256 LSB) is removed per chunk by algebra, with the sub-count remainder
+carried to the next chunk:   sum (v-dv)(i-di) = Svi - di*Sv - dv*Si + n*dv*di.
+The estimate is the mean of the raw samples over the whole mains cycles of each window
+(first to last zero crossing of v, so a sine contributes nothing), smoothed over
+windows (OFFSET_SHIFT). It seeds from the calibration and settles in the first window.
 
 Reactive power without a Hilbert filter. The current passes a delay line of D whole
 samples, D = round(T/4) with T the measured samples per cycle, giving the lag-D
-correlation Svd. For the fundamental, with R(l) = mean v[n]*i[n-l] = VI*cos(phi + w*l)
-and theta = w*D (close to, but not exactly, pi/2 when T/4 is not an integer):
+correlation RD = Svd. For the fundamental, R(l) = mean v[n]*i[n-l] = VI*cos(phi + w*l)
+and theta = w*D (close to, not exactly, pi/2 when T/4 is not an integer):
     VI*sin(phi) = (R(0)*cos(theta) - R(D)) / sin(theta)
-which is exact for any theta, so 60 Hz (T/4 = 16.67) or a drifting 49.9 Hz costs no
-interpolation error. Phase compensation rotates the result by beta = w*tau, tau being
-the current channel's delay (calibration i_delay_q16, 1/65536 sample). Both fold into
-four Q20 coefficients recomputed once per window from the measured frequency:
+exact for any theta, so 60 Hz (T/4 = 16.67) or a drifting 49.9 Hz costs no
+interpolation error. Phase compensation rotates by beta = w*tau, tau the current
+channel's delay (calibration i_delay_q16, 1/65536 sample):
     P = a*R0 + b*RD     a = sin(theta+beta)/sin(theta)   b = -sin(beta)/sin(theta)
     Q = c*R0 + d*RD     c = cos(theta+beta)/sin(theta)   d = -cos(beta)/sin(theta)
-With beta = 0, a is exactly 1 and b exactly 0: active power is then the plain sum of
-products, harmonics included. Q is the fundamental reactive power: an in-phase
-harmonic contributes nothing to it (cos(h*pi/2 + 0) = 0 for odd h). A frequency error
-df moves theta by 2*pi*df*D/fs (3e-4 rad for 10 mHz at 4 kHz), i.e. Q by 0.03 % of P.
-P and Q per chunk are floor(total / 2**20) with the remainder carried to the next
-chunk, so the chunk values add up to the exact sum whatever the block sizes.
+a is near 1 and d near -1, so the chunk computes P = R0 + (a-1)*R0 + b*RD and
+Q = -RD + c*R0 + (d+1)*RD with the small coefficients in Q15, each product split into
+15-bit halves so it stays a small int, remainders carried. With beta = 0 and D = T/4
+exactly (50 Hz at 4 kHz), a = 1, b = c = 0, d = -1: P is the plain sum of products,
+harmonics included. Q is the fundamental reactive power: an in-phase odd harmonic
+contributes nothing (cos(h*pi/2) = 0). A frequency error df moves theta by
+2*pi*df*D/fs (3e-4 rad for 10 mHz at 4 kHz), i.e. Q by 0.03 % of P.
 
-Frequency: zero crossings interpolated to 1/65536 sample in integers, counted across
-window boundaries; f = cycles * fs / (time from the first to the last crossing).
-A crossing needs v to have been below -zc_hyst since the previous one, so noise near
-zero cannot double-count."""
+Frequency: zero crossings interpolated to 1/65536 sample, counted across window
+boundaries; f = cycles * fs / (time from the first to the last crossing). A crossing
+needs v to have been below -zc_hyst since the previous one, so noise near zero cannot
+double-count."""
 import micropython
 from array import array
 from micropython import const
 
-MAX_CHUNK = const(200)  # sample pairs per viper call: keeps every sum below 2**30
+MAX_CHUNK = const(125)  # sample pairs per viper call: keeps every sum a small int
 MAX_OFFSET = const(256)  # whole-LSB offset clamp (|sample - offset| <= 2304)
 OFFSET_SHIFT = const(2)  # offset estimate smoothed over 2**2 windows
-COEF_BITS = const(20)  # P/Q coefficients are Q20
+COEF_BITS = const(15)  # the small P/Q coefficients are Q15
+_CMASK = const(0x7FFF)
+_COEF_MAX = const(1 << 14)  # |coefficient| < 0.5 keeps every product below 2**29
 
 # Layout of the viper state array (array('i')): inputs, carried state, outputs.
 _START = const(0)
@@ -90,6 +101,39 @@ _ONE_Q30 = const(1073741824)
 # 2*pi and pi/2 in Q30 (too wide for const() on 32-bit ports).
 TWO_PI_Q30 = 6746518852
 HALF_PI_Q30 = 1686629713
+
+# 64-bit window accumulators (lo, hi word pairs in array('i')): sum v*v, i*i, P, Q.
+W_VV = const(0)
+W_II = const(2)
+W_P = const(4)
+W_Q = const(6)
+W_SIZE = const(8)
+
+
+@micropython.viper
+def _acc2(acc, k: int, x: int, y: int):
+    # Adds x to the 64-bit two's-complement accumulator at acc[k], acc[k+1] (low word
+    # first) and y to the one at acc[k+2], acc[k+3]: exact and allocation-free on 32-bit.
+    a = ptr32(acc)
+    lo = uint(a[k])
+    s = uint(lo + uint(x))
+    a[k] = s
+    c = 1 if s < lo else 0
+    if x < 0:
+        c -= 1
+    a[k + 1] = a[k + 1] + c
+    lo = uint(a[k + 2])
+    s = uint(lo + uint(y))
+    a[k + 2] = s
+    c = 1 if s < lo else 0
+    if y < 0:
+        c -= 1
+    a[k + 3] = a[k + 3] + c
+
+
+def read64(acc, k):
+    """Value of the 64-bit accumulator at acc[k] (long int: outside the sampling path)."""
+    return (acc[k + 1] << 32) + (acc[k] & 0xFFFFFFFF)
 
 
 @micropython.viper
@@ -197,7 +241,9 @@ class Calibration:
                   when the current is sampled after the voltage of the same pair
     v_offset, i_offset   initial DC offsets in LSB (tracked afterwards)
     track_offset  keep estimating the offsets (default True)
-    f_nominal     nominal mains frequency in Hz (first cycles, before one is measured)
+    f_nominal     nominal mains frequency in Hz: sets the quarter-period delay and the
+                  phase compensation until the first window measured the frequency,
+                  so a 60 Hz grid needs 60 here for an exact first second
     zc_hyst       zero-crossing hysteresis in LSB of voltage
     i_start_ua    starting current: chunks with a lower RMS current register no energy
                   (anti-creep; the ADC noise floor sets how low this can go)"""
@@ -238,20 +284,25 @@ def as_calibration(cal):
     return cal if isinstance(cal, Calibration) else Calibration(cal)
 
 
+
 class Kernel:
     """Count-domain metering of one voltage/current channel pair.
 
     chunk(v, i, start, n) processes v[start:start+n] (n <= MAX_CHUNK) and leaves:
         p, q   active and reactive sum over the chunk, in count**2 (sum of v*i)
-        ii     sum of i*i over the chunk, count**2 in Q16
-    It returns 1 when a measurement window (`window` samples, default 1 s) completed;
-    the window's totals are then in w_n, w_vv, w_ii (Q16), w_p, w_q (count**2),
-    freq_mhz (mHz, 0 when no voltage) and period_q16 (samples per cycle, Q16)."""
+        sii    sum of i*i over the chunk (whole-LSB offset removed), count**2
+    It returns 1 when the chunk completed a measurement window (`window` samples,
+    default 1 s; the caller ends chunks on window boundaries). Then call update(),
+    which refreshes freq_mhz (mHz, 0 when no mains is seen), period_q16 (samples per
+    cycle, Q16) and the offsets, and leaves the window's totals: w_n, and read64(w, W_*)
+    on w = done (sum v*v, i*i, P, Q), w_sv, w_si (sums of v and i)."""
 
     def __init__(self, calibration, sample_rate=4000, window=None):
         cal = as_calibration(calibration)
         self.fs = sample_rate
-        self._wlen = window or sample_rate
+        self.wlen = window or sample_rate
+        if not 0 < self.wlen < 8192:  # window << 16 must stay a small int
+            raise ValueError("window must be 1..8191 samples")
         size = 16
         while size < sample_rate // 160 + 2:  # quarter cycle at 40 Hz, plus one
             size <<= 1
@@ -260,39 +311,69 @@ class Kernel:
         st[_MASK] = size - 1
         st[_PREV] = _BIAS
         st[_HYST] = cal.zc_hyst
+        self._win = array("i", bytes(4 * W_SIZE))
+        self.done = array("i", bytes(4 * W_SIZE))
         self._i_delay = cal.i_delay_q16
         self._track = cal.track_offset
         self._est_v = cal.v_offset << 16
         self._est_i = cal.i_offset << 16
         self._est_fresh = 1
         self._dv = self._di = self._ov = self._oi = 0
+        # Parameters update() derives take effect at the next window boundary, inside
+        # the sampling path, so the result does not depend on block sizes or on when
+        # update() ran: [ov, oi, dv, di, delay, a1, b, c, d1] and a flag.
+        self._nx = [0] * 9
+        self._nx_ok = 0
         self._set_offsets()
         self.period_q16 = (sample_rate << 16) // cal.f_nominal
         self.freq_mhz = 0
-        self._a = self._b = self._c = self._d = 0
+        self._a1 = self._b = self._c = self._d1 = 0
         self.delay = 0
         self._update_coefficients()
-        self.p = self.q = self.ii = 0
-        self._rp = self._rq = 0
-        self.w_n = self.w_vv = self.w_ii = self.w_p = self.w_q = 0
+        self._apply()
+        self.p = self.q = self.sii = 0
+        self._rp = self._rq = self._ro0 = self._rod = self._rn = 0
+        self.w_n = self.w_sv = self.w_si = 0
         self.windows = 0
+        self.pending = 0
         self._zref = self._zlast = 0
         self._zref_ok = self._zcyc = self._zseen = 0
+        self._l_zcyc = self._l_zdt = 0
+        self._l_zo = [-1, -1, 0, 0, 0, 0]  # n1, n2, sv1, si1, sv2, si2 of the last window
         self._clear_window()
 
     def _clear_window(self):
-        self._wn = self._wvv = self._wii = self._wp = self._wq = self._wsv = self._wsi = 0
+        self.wn = self._wsv = self._wsi = 0
         self._zseen = 0
         self._zo_n1 = self._zo_n2 = -1
         self._zo_sv1 = self._zo_si1 = self._zo_sv2 = self._zo_si2 = 0
+        w = self._win
+        for k in range(W_SIZE):
+            w[k] = 0
 
     def _set_offsets(self):
-        self._ov = _whole_offset(self._est_v)
-        self._oi = _whole_offset(self._est_i)
-        self._st[_OV] = self._ov + _BIAS
-        self._st[_OI] = self._oi + _BIAS
-        self._dv = self._est_v - (self._ov << 16)
-        self._di = self._est_i - (self._oi << 16)
+        nx = self._nx
+        nx[0] = _whole_offset(self._est_v)
+        nx[1] = _whole_offset(self._est_i)
+        nx[2] = (self._est_v - (nx[0] << 16)) >> 8  # Q8, |dv| <= 128
+        nx[3] = (self._est_i - (nx[1] << 16)) >> 8
+        self._nx_ok = 1
+
+    def _apply(self):
+        # Sampling path: small-int assignments only.
+        nx = self._nx
+        self._ov = nx[0]
+        self._oi = nx[1]
+        self._st[_OV] = nx[0] + _BIAS
+        self._st[_OI] = nx[1] + _BIAS
+        self._dv = nx[2]
+        self._di = nx[3]
+        self._st[_DELAY] = self.delay = nx[4]
+        self._a1 = nx[5]
+        self._b = nx[6]
+        self._c = nx[7]
+        self._d1 = nx[8]
+        self._nx_ok = 0
 
     @property
     def offsets_q16(self):
@@ -304,7 +385,8 @@ class Kernel:
         dly = (t + (1 << 17)) >> 18  # round(T / 4)
         mask = self._st[_MASK]
         dly = 1 if dly < 1 else (mask - 1 if dly > mask - 1 else dly)
-        self._st[_DELAY] = self.delay = dly
+        nx = self._nx
+        nx[4] = dly
         x = ((TWO_PI_Q30 * dly) << 16) // t - HALF_PI_Q30  # theta - pi/2
         sin_t = _cos_q30(x)
         cos_t = -_sin_q30(x)
@@ -313,14 +395,18 @@ class Kernel:
         cos_b = _cos_q30(beta)
         sin_tb = (sin_t * cos_b + cos_t * sin_b) >> 30
         cos_tb = (cos_t * cos_b - sin_t * sin_b) >> 30
-        self._a = (sin_tb << COEF_BITS) // sin_t
-        self._b = -((sin_b << COEF_BITS) // sin_t)
-        self._c = (cos_tb << COEF_BITS) // sin_t
-        self._d = -((cos_b << COEF_BITS) // sin_t)
+        one = 1 << COEF_BITS
+        nx[5] = _clamp(_ratio(sin_tb, sin_t) - one)
+        nx[6] = _clamp(-_ratio(sin_b, sin_t))
+        nx[7] = _clamp(_ratio(cos_tb, sin_t))
+        nx[8] = _clamp(one - _ratio(cos_b, sin_t))
+        self._nx_ok = 1
 
     def set_phase_delay(self, i_delay_q16):
+        """Takes effect from the next chunk (a calibration change, not the sampling path)."""
         self._i_delay = i_delay_q16
         self._update_coefficients()
+        self._apply()
 
     def chunk(self, vb, ib, start, n):
         st = self._st
@@ -328,46 +414,50 @@ class Kernel:
         st[_N] = n
         _sums(vb, ib, st, self._ring)
         sv = st[_SV]
-        si = st[_SI]
         dv = self._dv
         di = self._di
-        # Fractional offsets removed exactly (Q16 terms); see the module docstring.
-        ndd = (n * dv * di) >> 16
-        cvi = di * sv + dv * si - ndd
-        cvd = di * sv + dv * st[_SD] - ndd
-        svi = st[_SVI]
-        svd = st[_SVD]
-        a = self._a
+        # Fractional offsets (Q8) removed by algebra; the sub-count rest carries over.
+        t = n * dv * di + self._rn  # Q16
+        ndd = t >> 8
+        self._rn = t & 0xFF
+        t = di * sv + dv * st[_SI] - ndd + self._ro0
+        r0 = st[_SVI] - (t >> 8)
+        self._ro0 = t & 0xFF
+        t = di * sv + dv * st[_SD] - ndd + self._rod
+        rd = st[_SVD] - (t >> 8)
+        self._rod = t & 0xFF
+        # Small Q15 coefficients on 15-bit halves: floor((r*c) >> 15) = hi*c + (lo*c >> 15).
+        h0 = r0 >> COEF_BITS
+        l0 = r0 & _CMASK
+        hd = rd >> COEF_BITS
+        ld = rd & _CMASK
+        a = self._a1
         b = self._b
-        t = a * svi + b * svd - ((a * cvi + b * cvd) >> 16) + self._rp
-        p = t >> COEF_BITS
-        self._rp = t - (p << COEF_BITS)
+        t = l0 * a + ld * b + self._rp
+        self.p = r0 + h0 * a + hd * b + (t >> COEF_BITS)
+        self._rp = t & _CMASK
         a = self._c
-        b = self._d
-        t = a * svi + b * svd - ((a * cvi + b * cvd) >> 16) + self._rq
-        q = t >> COEF_BITS
-        self._rq = t - (q << COEF_BITS)
-        self.p = p
-        self.q = q
-        ii = (st[_SII] << 16) - 2 * di * si + ((n * di * di) >> 16)
-        self.ii = ii
-        self._wii += ii
-        self._wvv += (st[_SVV] << 16) - 2 * dv * sv + ((n * dv * dv) >> 16)
-        self._wp += p
-        self._wq += q
+        b = self._d1
+        t = l0 * a + ld * b + self._rq
+        self.q = h0 * a + hd * b - rd + (t >> COEF_BITS)
+        self._rq = t & _CMASK
+        sii = st[_SII]
+        self.sii = sii
+        _acc2(self._win, W_VV, st[_SVV], sii)
+        _acc2(self._win, W_P, self.p, self.q)
         if st[_ZC]:
             self._crossings(st[_ZC])
         self._wsv += sv
-        self._wsi += si
-        self._wn += n
-        if self._wn >= self._wlen:
+        self._wsi += st[_SI]
+        self.wn += n
+        if self.wn >= self.wlen:
             self._end_window()
             return 1
         return 0
 
     def _crossing_time(self, k, prev, cur):
         # Crossing between samples k-1 and k of the window, in Q16 samples.
-        t = (self._wn + k - 1) << 16
+        t = (self.wn + k - 1) << 16
         if prev < 0 <= cur:
             t += ((-prev) << 16) // (cur - prev)
         return t
@@ -384,53 +474,76 @@ class Kernel:
             self._zcyc = count - 1
         self._zseen = 1
         if self._zo_n1 < 0:
-            self._zo_n1 = self._wn + st[_Z1N]
+            self._zo_n1 = self.wn + st[_Z1N]
             self._zo_sv1 = self._wsv + st[_Z1SV]
             self._zo_si1 = self._wsi + st[_Z1SI]
-        self._zo_n2 = self._wn + st[_ZLN]
+        self._zo_n2 = self.wn + st[_ZLN]
         self._zo_sv2 = self._wsv + st[_ZLSV]
         self._zo_si2 = self._wsi + st[_ZLSI]
 
     def _end_window(self):
-        n = self._wn
-        self._measure_frequency(n)
-        if self._track:
-            self._track_offsets(n)
+        # Sampling path: latch (small ints, swapped arrays), no arithmetic on long ints.
+        n = self.wn
         self.w_n = n
-        self.w_vv = self._wvv
-        self.w_ii = self._wii
-        self.w_p = self._wp
-        self.w_q = self._wq
+        self.w_sv = self._wsv
+        self.w_si = self._wsi
+        z = self._l_zo
+        z[0] = self._zo_n1
+        z[1] = self._zo_n2
+        z[2] = self._zo_sv1
+        z[3] = self._zo_si1
+        z[4] = self._zo_sv2
+        z[5] = self._zo_si2
+        if self._zseen and self._zref_ok:
+            self._l_zcyc = self._zcyc
+            self._l_zdt = self._zlast - self._zref
+            self._zref = self._zlast - (n << 16)  # next window's time origin
+            self._zcyc = 0
+        else:
+            self._zref_ok = 0
+            self._l_zcyc = -1  # no mains cycle seen
+        self._win, self.done = self.done, self._win
+        if self._nx_ok:
+            self._apply()  # what update() derived from the previous window
         self.windows += 1
+        self.pending = 1
         self._clear_window()
 
-    def _measure_frequency(self, n):
-        if not (self._zseen and self._zref_ok):
-            self._zref_ok = 0
+    def update(self):
+        """Once-per-window work after chunk() returned 1 (may allocate long ints)."""
+        if not self.pending:
+            return
+        self.pending = 0
+        self._measure_frequency()
+        if self._track:
+            self._track_offsets()
+
+    def _measure_frequency(self):
+        cyc = self._l_zcyc
+        if cyc < 0:
             self.freq_mhz = 0
             return
-        if self._zcyc > 0:
-            dt = self._zlast - self._zref
-            t = dt // self._zcyc
+        if cyc > 0:
+            dt = self._l_zdt
+            t = dt // cyc
             # Accept 40..70 Hz; anything else is a glitch, not the mains.
             if (self.fs << 16) // 70 < t < (self.fs << 16) // 40:
-                self.freq_mhz = ((self.fs * 1000 * self._zcyc << 16) + (dt >> 1)) // dt
+                self.freq_mhz = ((self.fs * 1000 * cyc << 16) + (dt >> 1)) // dt
                 if t != self.period_q16:
                     self.period_q16 = t
                     self._update_coefficients()
             else:
                 self.freq_mhz = 0
-        self._zref = self._zlast - (n << 16)
-        self._zcyc = 0
 
-    def _track_offsets(self, n):
-        span = self._zo_n2 - self._zo_n1
-        if self._zo_n1 >= 0 and span > 0:
-            mv = ((self._zo_sv2 - self._zo_sv1) << 16) // span
-            mi = ((self._zo_si2 - self._zo_si1) << 16) // span
+    def _track_offsets(self):
+        n1, n2, sv1, si1, sv2, si2 = self._l_zo
+        span = n2 - n1
+        if n1 >= 0 and span > 0:
+            mv = ((sv2 - sv1) << 16) // span
+            mi = ((si2 - si1) << 16) // span
         else:
-            mv = (self._wsv << 16) // n
-            mi = (self._wsi << 16) // n
+            mv = (self.w_sv << 16) // self.w_n
+            mi = (self.w_si << 16) // self.w_n
         mv += self._ov << 16
         mi += self._oi << 16
         if self._est_fresh:
@@ -441,3 +554,14 @@ class Kernel:
             self._est_v += (mv - self._est_v) >> OFFSET_SHIFT
             self._est_i += (mi - self._est_i) >> OFFSET_SHIFT
         self._set_offsets()
+
+
+def _ratio(x, y):
+    """round(x / y) in Q15, for Q30 x and y (y > 0)."""
+    return ((x << COEF_BITS) + (y >> 1)) // y
+
+
+def _clamp(c):
+    # |c| < 0.5 keeps chunk() in small ints; only an i_delay beyond calibration's
+    # +-4 samples at 70 Hz could reach it.
+    return -_COEF_MAX + 1 if c <= -_COEF_MAX else (_COEF_MAX - 1 if c >= _COEF_MAX else c)

@@ -603,3 +603,42 @@ def test_load_keys_through_the_real_store():
         except OSError:
             pass
     os.rmdir(d)
+
+
+# --- the meter's context from its store ----------------------------------------
+
+def test_load_security_from_store():
+    st = MemStore()
+    assert security.load_security(st, {"sim": False}) is None          # device, no keys
+    ctx = security.load_security(st, {"sim": True})
+    assert ctx.keys == keys.TEST_KEYS and ctx.system_title == keys.TEST_KEYS["system_title"]
+    assert ctx.policy == security.POLICY_AUTHENTICATED_ENCRYPTED and ctx.store is st
+    assert ctx.own_counter.next() == 1 and ctx.expected_counter() == 1  # never 0
+    ctx.accept_counter("ek", 5)
+    st.put(security.POLICY_RECORD, b"\x10")
+    again = security.load_security(st, {"sim": True})
+    assert again.expected_counter() == 6 and again.own_counter.next() > 1 and again.policy == 0x10
+    st.put(security.POLICY_RECORD, b"\x07")                             # not a policy
+    assert security.load_security(st, {"sim": True}).policy == 0x30
+    provisioned = dict(keys.TEST_KEYS, ek=bytes(16))
+    keys.save_keys(st, provisioned)
+    assert security.load_security(st, {"sim": False}).keys == provisioned
+
+
+def test_replace_keys_resets_only_replaced_counters():
+    ctx = _ctx()
+    ctx.own_counter.next()
+    ctx.accept_counter("ek", 9)
+    ctx.accept_counter("bk", 4)
+    assert ctx.replace_keys(dict(keys.TEST_KEYS, bk=bytes(16))) == ["bk"]
+    assert ctx.peer_counters["bk"].value == 0 and ctx.expected_counter() == 10 and ctx.own_counter.value == 2
+    assert ctx.replace_keys(dict(keys.TEST_KEYS, ek=bytes(16), bk=bytes(16))) == ["ek"]
+    assert ctx.own_counter.value == 1 and ctx.expected_counter() == 1
+    assert ctx.cipher("ek") is not None and ctx.keys["ek"] == bytes(16)
+
+
+def test_describe_keys():
+    assert "TEST KEYS" in keys.describe_keys(keys.TEST_KEYS)
+    assert "NO KEYS" in keys.describe_keys(None)
+    assert "4D4D4D0000000042" in keys.describe_keys(dict(keys.TEST_KEYS, system_title=unhex("4D4D4D0000000042"),
+                                                         ek=bytes(16), ak=bytes(16), bk=bytes(16), kek=bytes(16)))

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""`make bench`: the meter's figures, measured side by side in one run.
+
+    build/venv/bin/python tools/bench.py [--gets 3000] [--cycles 300] [--only NAME ...]
+
+Every CPU figure is the meter process's own CPU time (utime + stime from /proc), read
+before and after a batch of requests from a real client (gurux-dlms over HDLC-over-TCP,
+public client), divided by the batch size: it does not depend on the client's speed.
+Reference figures for the same measurement on this kind of machine (from the issue):
+GuruxDLMS.c server 95 us per GET and 415 us per connect-associate-read-release-
+disconnect cycle, Gurux Python server 216 us per GET. The machine is shared: run it
+twice before believing a difference of a few percent. Nothing here asserts.
+
+Sections: get, cycle, heap, frozen, then the layer benchmarks tools/bench_gcm.py
+and tools/bench_metering.py when present (each prints its own figures).
+"""
+import argparse
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "host_tests"))
+
+from clients import GuruxClient  # noqa: E402
+from meter import Meter, MeterError  # noqa: E402
+
+ENERGY = "1-0:1.8.0.255"
+REFERENCE = {"get": (95, "GuruxDLMS.c"), "cycle": (415, "GuruxDLMS.c")}
+
+
+def report(name, value, unit, note=""):
+    print("%-34s %10s %-6s %s" % (name + ":", value, unit, note))
+
+
+def cpu_per_get(meter, count):
+    with GuruxClient.tcp(meter.hdlc_port, "hdlc") as c:
+        obj = c.make_object(ENERGY, 3)
+        for _ in range(50):  # warm-up: first-use allocations are not the steady state
+            c.read_object(obj, 2)
+        before = meter.cpu_seconds()
+        for _ in range(count):
+            c.read_object(obj, 2)
+        return (meter.cpu_seconds() - before) / count * 1e6
+
+
+def cpu_per_cycle(meter, count):
+    def cycle():
+        with GuruxClient.tcp(meter.hdlc_port, "hdlc") as c:
+            c.read(ENERGY, 3, 2)
+
+    for _ in range(10):
+        cycle()
+    before = meter.cpu_seconds()
+    for _ in range(count):
+        cycle()
+    return (meter.cpu_seconds() - before) / count * 1e6
+
+
+def serves_with_heap(state, heap):
+    """True when a meter with this heap serves an association and a full object-list
+    read, over both ports at once, twice."""
+    m = Meter(state, heap=heap)
+    try:
+        m.start()
+        for _ in range(2):
+            with GuruxClient.tcp(m.hdlc_port, "hdlc") as c, GuruxClient.tcp(m.wrapper_port, "wrapper") as w:
+                c.get_object_list()
+                w.get_object_list()
+                w.read(ENERGY, 3, 2)
+        return m.running()
+    except (MeterError, Exception):
+        return False
+    finally:
+        m.kill()
+
+
+def smallest_heap_kb(lo=16, hi=256, step=2):
+    """Smallest -X heapsize (KiB, `step` granularity) that serves the session above:
+    the peak heap the meter needs, measured as the meter itself experiences it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if not serves_with_heap(pathlib.Path(tmp) / "hi", "%dk" % hi):
+            return None
+        while hi - lo > step:
+            mid = (lo + hi) // 2 // step * step
+            if serves_with_heap(pathlib.Path(tmp) / ("s%d" % mid), "%dk" % mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def frozen_size():
+    """Bytes of .mpy bytecode for the frozen firmware (what the manifest freezes)."""
+    total = 0
+    files = sorted((ROOT / "firmware").glob("*/*.py")) + [ROOT / "firmware" / "main.py"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in files:
+            out = pathlib.Path(tmp) / (path.stem + ".mpy")
+            subprocess.run([str(ROOT / "build" / "mpy-cross"), "-march=x86", "-o", str(out), str(path)],
+                           check=True, cwd=path.parent)
+            total += out.stat().st_size
+    return total, len(files)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gets", type=int, default=3000)
+    ap.add_argument("--cycles", type=int, default=300)
+    ap.add_argument("--only", nargs="*", default=None)
+    args = ap.parse_args()
+    want = (lambda name: args.only is None or name in args.only)
+
+    if want("get") or want("cycle"):
+        with tempfile.TemporaryDirectory() as tmp:
+            m = Meter(pathlib.Path(tmp) / "state")
+            m.start()
+            try:
+                if want("get"):
+                    us = cpu_per_get(m, args.gets)
+                    ref, who = REFERENCE["get"]
+                    report("meter CPU per GET (HDLC, public)", "%.1f" % us, "us",
+                           "%.2fx %s (%d us); target <= 95 us; %d GETs" % (us / ref, who, ref, args.gets))
+                if want("cycle"):
+                    us = cpu_per_cycle(m, args.cycles)
+                    ref, who = REFERENCE["cycle"]
+                    report("meter CPU per assoc. cycle", "%.0f" % us, "us",
+                           "%.2fx %s (%d us); SNRM,AARQ,GET,RLRQ,DISC; %d cycles" % (us / ref, who, ref, args.cycles))
+            finally:
+                m.stop()
+    if want("heap"):
+        kb = smallest_heap_kb()
+        report("smallest heap serving 2 sessions", kb if kb else "none", "KiB",
+               "association + full object list on HDLC and wrapper at once (-X heapsize)")
+    if want("frozen"):
+        size, count = frozen_size()
+        report("frozen firmware bytecode", size, "bytes", "%d modules, mpy-cross -march=x86" % count)
+    for tool in ("bench_gcm.py", "bench_metering.py"):
+        name = tool[6:-3]
+        if want(name) and (ROOT / "tools" / tool).exists():
+            print("--- tools/%s" % tool, flush=True)
+            subprocess.run([sys.executable, str(ROOT / "tools" / tool)], cwd=ROOT, check=False)
+
+
+if __name__ == "__main__":
+    main()
