@@ -42,6 +42,7 @@ Replay file format ("ADCR", little-endian): a 24-byte header
     | u32 v_uv_per_lsb | u32 i_ua_per_lsb | u32 reserved = 0
 followed by sample pairs, each int16 voltage then int16 current. record() writes one
 from any source with fill(); ReplayADC reads it back."""
+import gc
 import math
 import struct
 import micropython
@@ -161,17 +162,26 @@ class _Lcg:
 
 
 def _noise_table(sigma, rng, out, base):
-    vals = []
-    while len(vals) < _NOISE:
-        u1 = rng.uniform()
-        u2 = rng.uniform()
-        r = math.sqrt(-2.0 * math.log(u1))
-        vals.append(r * math.cos(2 * math.pi * u2))
-        vals.append(r * math.sin(2 * math.pi * u2))
-    mean = sum(vals) / _NOISE
-    rms = math.sqrt(sum((x - mean) ** 2 for x in vals) / _NOISE)
+    # Two passes over the int table itself (Q12 draws first), so building it needs no
+    # list of 1024 boxed floats: the simulator also runs in a 64-128 KB heap.
+    k = 0
+    while k < _NOISE:
+        r = math.sqrt(-2.0 * math.log(rng.uniform()))
+        a = 2 * math.pi * rng.uniform()
+        out[base + k] = int(r * math.cos(a) * 4096)
+        out[base + k + 1] = int(r * math.sin(a) * 4096)
+        k += 2
+    total = 0
     for k in range(_NOISE):
-        out[base + k] = int(round((vals[k] - mean) / rms * sigma * 256)) + _TAB_BIAS
+        total += out[base + k]
+    mean = total / _NOISE
+    acc = 0.0
+    for k in range(_NOISE):
+        d = out[base + k] - mean
+        acc += d * d
+    scale = sigma * 256 / (math.sqrt(acc / _NOISE) or 1.0)
+    for k in range(_NOISE):
+        out[base + k] = int(round((out[base + k] - mean) * scale)) + _TAB_BIAS
 
 
 class SimADC:
@@ -196,6 +206,7 @@ class SimADC:
     def __init__(self, config=None):
         self.config = dict(self.DEFAULTS)
         self.samples = 0
+        gc.collect()  # one 16 KB table: give a small, fragmented heap its best chance
         self._tabs = array("i", bytes(4 * (2 * (_TSIZE + 1) + 2 * _NOISE)))
         self._st = array("i", bytes(4 * _S_SIZE))
         self.configure(config or {})

@@ -85,6 +85,7 @@ NEEDS_STORE = ("0-0:99.98.1.255", "0-0:96.11.1.255")
 # Registers that are never written nor reset through DLMS (MID billing data).
 BILLING = ("1-0:1.8.0.255", "1-0:2.8.0.255")
 
+_NONE = {}  # rights of an unknown client (never written)
 _ATTR_CODES = "-rwb"  # index = attribute access code
 _METHOD_CODES = "-x"  # index = method access code
 
@@ -166,14 +167,14 @@ class ObjectTable:
 
     def attribute_access(self, client, obj, attr):
         """0 no access, 1 read, 2 write, 3 read-write (0 for unknown ids)."""
-        r = self._access.get(client, {}).get(obj.logical_name)
+        r = self._access.get(client, _NONE).get(obj.logical_name)
         if r is None or not 1 <= attr <= len(obj.ATTRIBUTES):
             return 0
         return _ATTR_CODES.index(r[attr - 1])
 
     def method_access(self, client, obj, method):
         """0 no access, 1 access (0 for unknown ids)."""
-        r = self._access.get(client, {}).get(obj.logical_name)
+        r = self._access.get(client, _NONE).get(obj.logical_name)
         if r is None or not 1 <= method <= len(obj.METHODS):
             return 0
         return _METHOD_CODES.index(r[len(obj.ATTRIBUTES) + method])

@@ -72,7 +72,7 @@ class Association:
         self.conformance = 0
         self.client_max_pdu = 0
         self.now = 0
-        self._after = []            # run once the response exists (after_reply)
+        self._after = None          # run once the response exists (after_reply)
         self._get_blocks = None     # (invoke, encoded data, next offset, last block number)
         self._set_blocks = None     # (invoke, descriptor, received bytes, last block number)
 
@@ -89,6 +89,8 @@ class Association:
         """Run fn once the response to the current request has been made (and
         protected under the keys in force): new keys and policies take effect
         after the response that acknowledges them (Green Book 9.2.9)."""
+        if self._after is None:
+            self._after = []
         self._after.append(fn)
 
     def security_event(self, code):
@@ -104,7 +106,6 @@ class Association:
         self.now = now
         if not request:
             return None
-        self._after = []
         try:
             reply = self._handle(request)
         except SecurityError as e:
@@ -116,8 +117,8 @@ class Association:
         except Exception as e:  # a bug must cost one answer, never the meter
             print("server: internal error on APDU 0x%02x:" % request[0], repr(e))
             reply = apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_OTHER_REASON)
-        after, self._after = self._after, []
-        for fn in after:
+        after, self._after = self._after, None
+        for fn in after or ():
             try:
                 fn()
             except Exception as e:

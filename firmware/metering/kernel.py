@@ -338,7 +338,7 @@ class Kernel:
         self.pending = 0
         self._zref = self._zlast = 0
         self._zref_ok = self._zcyc = self._zseen = 0
-        self._l_zcyc = self._l_zdt = 0
+        self._l_zcyc = self._l_zdt = self._l_ov = self._l_oi = 0
         self._l_zo = [-1, -1, 0, 0, 0, 0]  # n1, n2, sv1, si1, sv2, si2 of the last window
         self._clear_window()
 
@@ -503,6 +503,8 @@ class Kernel:
             self._zref_ok = 0
             self._l_zcyc = -1  # no mains cycle seen
         self._win, self.done = self.done, self._win
+        self._l_ov = self._ov  # the offsets this window was measured with
+        self._l_oi = self._oi
         if self._nx_ok:
             self._apply()  # what update() derived from the previous window
         self.windows += 1
@@ -544,8 +546,8 @@ class Kernel:
         else:
             mv = (self.w_sv << 16) // self.w_n
             mi = (self.w_si << 16) // self.w_n
-        mv += self._ov << 16
-        mi += self._oi << 16
+        mv += self._l_ov << 16
+        mi += self._l_oi << 16
         if self._est_fresh:
             self._est_fresh = 0
             self._est_v = mv

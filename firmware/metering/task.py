@@ -119,10 +119,10 @@ class MeteringTask:
         i = self._i
         while full - done >= BLOCK:
             self.source.fill(v, i)
+            done += BLOCK
+            self.pairs += BLOCK
             if m.process(v, i):
                 self._window()
-            done += BLOCK
-        self.pairs += done
         if due > self.budget_pairs:
             self._thin(due - done)
         return done

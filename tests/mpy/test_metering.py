@@ -225,7 +225,9 @@ def test_block_size_does_not_change_energy():
             i = array("h", bytes(2 * 57))
             src.fill(v, i)
             m.process(v, i) and m.update()
-        results.append(m.raw(E_ACTIVE_IMPORT))
+        # Import/export is decided per chunk, and a block of 77 leaves short chunks at
+        # window ends whose sign may differ: the net active energy is what must agree.
+        results.append(m.raw(E_ACTIVE_IMPORT) - m.raw(E_ACTIVE_EXPORT))
     assert results[0] == results[1] == results[2], results
 
 

@@ -1,0 +1,118 @@
+# The metering task: sampling up to a simulated time, persistence through the store
+# (restart restores, corrupt newest record -> previous good one, never backwards),
+# write rate, thinning at high simulation speed, and the register getters.
+import os
+
+from adapters.adc_sim import from_params
+from adapters.store import Store
+from metering.task import MeteringTask, SCALER_UNIT, RECORD
+from testutil import raises
+
+_DIR = "/tmp/test_metering_task"
+
+
+def _fresh_store():
+    try:
+        for name in os.listdir(_DIR):
+            os.remove(_DIR + "/" + name)
+    except OSError:
+        pass
+    return Store(_DIR, fsync=False)
+
+
+def _task(store, params=None, **kw):
+    src = from_params(params or {"voltage": 230, "current": 5, "phase": 0, "noise": 0.5})
+    return MeteringTask(src, src.calibration(), store, lambda: 0, **kw)
+
+
+def test_advance_processes_samples_due():
+    t = _task(_fresh_store())
+    assert t.advance(0.5) == 2000
+    assert t.advance(0.5) == 0
+    assert t.advance(3) == 10000 and t.pairs == 12000
+    assert t.voltage() == 23000 and abs(t.current() - 5000) <= 5
+    assert abs(t.power_import() - 115000) <= 150 and t.power_export() == 0
+    assert t.power_factor() >= 998 and t.frequency() == 50000
+
+
+def test_restart_restores_energy_exactly():
+    store = _fresh_store()
+    t = _task(store)
+    t.advance(100)
+    t.flush()
+    t2 = _task(Store(_DIR, fsync=False))
+    assert t2.restored
+    assert t2.meter.snapshot() == t.meter.snapshot()
+    assert t2.energy_import_wh() == t.energy_import_wh() == 31  # 1150 W * 100 s
+
+
+def test_corrupt_newest_record_falls_back_and_never_goes_backwards():
+    store = _fresh_store()
+    t = _task(store, persist_wh=1)
+    t.advance(20)
+    saved = []
+    while len(saved) < 3:
+        before = t.writes
+        t.advance(t.pairs / 4000 + 1)
+        if t.writes != before:
+            saved.append(t.meter.energy(0))
+    st = store._state[RECORD]
+    with open(st[3 + st[0]], "r+b") as f:  # flip a payload byte of the newest slot
+        f.seek(20)
+        b = f.read(1)
+        f.seek(20)
+        f.write(bytes([b[0] ^ 0xFF]))
+    t2 = _task(Store(_DIR, fsync=False))
+    assert t2.restored and t2.meter.energy(0) == saved[-2]
+    last = t2.meter.energy(0)
+    for s in range(1, 30):  # keeps rising from there, and the next save supersedes
+        t2.advance(s)
+        assert t2.meter.energy(0) >= last
+        last = t2.meter.energy(0)
+    t2.flush()
+    t3 = _task(Store(_DIR, fsync=False))
+    assert t3.meter.energy(0) == last
+
+
+def test_both_records_corrupt_starts_from_zero():
+    store = _fresh_store()
+    t = _task(store)
+    t.advance(10)
+    t.flush()
+    t.flush()
+    for suffix in (".a", ".b"):
+        with open(_DIR + "/" + RECORD + suffix, "r+b") as f:
+            f.write(b"XX")
+    t2 = _task(Store(_DIR, fsync=False))
+    assert not t2.restored and t2.meter.energy(0) == 0
+
+
+def test_write_rate_follows_persist_wh_and_persist_s():
+    t = _task(_fresh_store(), persist_wh=1, persist_s=60)
+    t.advance(600)  # 1150 W: 1 Wh every 3.1 s, checked once a second -> every 4 s
+    assert 140 <= t.writes <= 200, t.writes
+    t = _task(_fresh_store(), persist_wh=1000, persist_s=60)
+    t.advance(600)
+    assert t.writes == 10, t.writes
+
+
+def test_thinning_books_skipped_windows():
+    full = _task(_fresh_store())
+    full.advance(60)
+    thin = _task(_fresh_store(), budget_pairs=8000)
+    thin.advance(60)
+    assert thin.pairs == full.pairs and thin.thinned_s == 58
+    a = full.meter.energy(0)
+    assert abs(thin.meter.energy(0) - a) <= a // 1000
+
+
+def test_getters_have_scaler_units():
+    t = _task(_fresh_store(), {"voltage": 230, "current": 10, "phase": 60})
+    t.advance(5)
+    for name in SCALER_UNIT:
+        fn = getattr(t, name)
+        value = fn(1) if name == "reactive_quadrant_varh" else fn()
+        assert isinstance(value, int), name
+    assert t.reactive_quadrant_varh(1) == t.reactive_import_varh()
+    assert abs(t.reactive_import() - 199186) <= 300
+    raises(ValueError, t.reactive_quadrant_varh, 5)
