@@ -3,6 +3,12 @@ HDLC_PORT ?= 4061
 WRAPPER_PORT ?= 4059
 STATE ?= build/state
 HEAP ?=
+# The simulated load: V RMS, A RMS, degrees the current lags (negative leads), and
+# simulated seconds per real second.
+SIM_VOLTAGE ?= 230
+SIM_CURRENT ?= 5
+SIM_PHASE ?= 0
+SIM_SPEED ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: all micropython venv run test test-mpy bench deploy clean
@@ -15,7 +21,8 @@ venv:
 	@tools/setup_venv.sh
 
 run: micropython
-	MPY_HEAP=$(HEAP) tools/run_meter.sh --hdlc-port $(HDLC_PORT) --wrapper-port $(WRAPPER_PORT) --state $(STATE) $(RUN_ARGS)
+	MPY_HEAP=$(HEAP) tools/run_meter.sh --hdlc-port $(HDLC_PORT) --wrapper-port $(WRAPPER_PORT) --state $(STATE) \
+	    --sim-voltage $(SIM_VOLTAGE) --sim-current $(SIM_CURRENT) --sim-phase $(SIM_PHASE) --speed $(SIM_SPEED) $(RUN_ARGS)
 
 test: micropython venv
 	build/venv/bin/python -m pytest host_tests $(PYTEST_ARGS)

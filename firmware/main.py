@@ -15,7 +15,10 @@ from dlms.keys import describe_keys
 from dlms.security import load_security
 from adapters import net
 from adapters.store import Store
-from adapters.rtc import SimulatedClock
+from adapters.rtc import BoardRTC, Elapsed, SimulatedClock
+from cosem.data import StatusWord
+from cosem.profile import EV_CLOCK_NEW, EV_CLOCK_OLD, EV_POWER_DOWN, EV_POWER_UP
+from metering.task import MeteringTask
 
 # Command-line options of the simulator: name -> (config key, converter).
 OPTIONS = {
@@ -25,8 +28,27 @@ OPTIONS = {
     "--state": ("state", str),
     "--speed": ("speed", int),
     "--physical-address": ("physical", int),
+    # The simulated load (adapters/adc_sim.py): RMS values, current lag in degrees
+    # (negative leads), mains frequency, harmonics "v3=0.05,i3=0.3,i5=0.1" (fractions
+    # of the fundamental), noise (LSB RMS), DC offset (LSB), or a recorded-sample file.
+    "--sim-voltage": ("voltage", float),
+    "--sim-current": ("current", float),
+    "--sim-phase": ("phase", float),
+    "--sim-frequency": ("frequency", float),
+    "--sim-harmonics": ("harmonics", str),
+    "--sim-noise": ("noise", float),
+    "--sim-offset": ("offset", float),
+    "--sim-replay": ("replay", str),
+    # Load for this many simulated seconds from start, then stop sampling (energy
+    # frozen): lets a test compare the energy with an exactly known integral.
+    "--sim-duration": ("duration", int),
 }
-DEFAULTS = {"host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1, "physical": 16}
+DEFAULTS = {"host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1,
+            "physical": 16, "voltage": 230.0, "current": 5.0, "phase": 0.0, "frequency": 50.0, "harmonics": "",
+            "noise": 1.0, "offset": 0.0, "replay": "", "duration": 0}
+SIM_KEYS = ("voltage", "current", "phase", "frequency", "noise", "offset")
+ALIVE = "alive"  # Store record: the last simulated second the meter knew it was running
+ALIVE_PERIOD_S = 60
 
 
 def parse_args(argv):
@@ -69,19 +91,102 @@ def announce(config, server):
     print("  heap: %d bytes free after start-up" % gc.mem_free())
 
 
+def make_source(config):
+    if not BOARD.get("sim"):
+        from adapters.adc_board import BoardADC
+
+        return BoardADC(BOARD["adc"])
+    if config["replay"]:
+        from adapters.adc_sim import ReplayADC
+
+        return ReplayADC(config["replay"], loop=True)
+    from adapters.adc_sim import from_params
+
+    params = {k: config[k] for k in SIM_KEYS}
+    params["noise_shape"] = "hp"  # ADC noise dithers the 12-bit quantiser, as on a board
+    if config["harmonics"]:
+        params["harmonics"] = {k: float(v) for k, v in (h.split("=") for h in config["harmonics"].split(","))}
+    return from_params(params)
+
+
+class Housekeeping:
+    """What the poll loop runs between requests: sampling, captures, the demand
+    period, and the power-failure bookkeeping."""
+
+    def __init__(self, task, objects, clock, store, duration=0):
+        self.task = task
+        self.duration = duration
+        self.t = objects
+        self.clock = clock
+        self.store = store
+        self.next_alive = 0
+        self.power_up()
+        clock_obj = objects.find(b"\x00\x00\x01\x00\x00\xff")
+        clock_obj.on_set = self.clock_set
+
+    def power_up(self):
+        # The last "alive" second is when the power went; a kill -9 gives no warning.
+        last = self.store.get(ALIVE)
+        now = self.clock.now()
+        if last is not None:
+            self.t.power_log.record(EV_POWER_DOWN, int(last))
+            self.t.status.raise_flag(StatusWord.POWER_DOWN)
+        self.t.power_log.record(EV_POWER_UP, now)
+
+    def clock_set(self, old, new):
+        self.t.event_log.record(EV_CLOCK_OLD, old)
+        self.t.event_log.record(EV_CLOCK_NEW, new)
+        self.t.status.raise_flag(StatusWord.CLOCK_ADJUSTED)
+        self.next_alive = 0
+
+    def __call__(self, now_ms):
+        elapsed = self.task.clock()
+        self.task.advance(min(elapsed, self.duration) if self.duration else elapsed)
+        utc = self.clock.now()
+        if self.t.profiles[0].tick(utc):
+            self.t.status.captured()
+        for p in self.t.profiles[1:]:
+            p.tick(utc)
+        self.t.demand.tick(utc)
+        if utc >= self.next_alive:
+            self.store.put(ALIVE, b"%d" % utc)
+            self.next_alive = utc + ALIVE_PERIOD_S
+
+
+def legal_signature():
+    try:
+        from legal import SIGNATURE  # generated and frozen by the build
+
+        return SIGNATURE
+    except ImportError:
+        return b""  # running from source: no signed build
+
+
 def serve(config):
-    clock = SimulatedClock(config["speed"])
+    BOARD["firmware_signature"] = legal_signature()
+    if BOARD.get("sim"):
+        clock = SimulatedClock(config["speed"])
+        # The metering task runs on simulated time that a clock SET cannot move.
+        elapsed = SimulatedClock(config["speed"], start=0)
+    else:
+        clock, elapsed = BoardRTC(), Elapsed()
     store = Store(config["state"])
     security = load_security(store, BOARD)
-    objects = build_objects(BOARD, clock, store=store, security=security)
+    source = make_source(config)
+    task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
+                        budget_pairs=2000000)
+    objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
     server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
     print(describe_keys(security.keys if security else None))
     loop = net.Loop(server)
     hdlc = dict(BOARD["hdlc"])
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"], objects.clients()))
     loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
+    housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
     announce(config, server)
-    loop.run(lambda now_ms: None)
+    print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else
+          "%.1f V, %.2f A, %.1f deg, %.1f Hz, speed %dx" % tuple(config[k] for k in SIM_KEYS[:4] + ("speed",))))
+    loop.run(housekeeping)
 
 
 def main(argv=None):

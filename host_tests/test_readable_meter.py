@@ -44,7 +44,7 @@ def test_gurux_public_client_reads_the_core_objects(meter, interface):
         assert {"0.0.42.0.0.255", "0.0.1.0.0.255", "0.0.40.0.0.255", "1.0.1.8.0.255", "1.0.2.8.0.255"} <= names
         for obis in (ENERGY_IMPORT, ENERGY_EXPORT):
             scaler_unit, _ = c.read(obis, 3, 3)
-            assert list(scaler_unit) == [0, UNIT_WH]
+            assert list(scaler_unit) == [-3, UNIT_WH]
             value, _ = c.read(obis, 3, 2)
             assert isinstance(value, int) and value >= 0
         _, clock = c.read(CLOCK, 8, 2)
@@ -57,8 +57,8 @@ def test_dlms_cosem_public_client_reads_the_core_objects(meter, interface):
     with CosemClient(port_of(meter, interface), interface) as c:
         ldn = c.get(LDN, 1, 2)
         assert len(ldn) == 16
-        assert c.get(ENERGY_IMPORT, 3, 3) == [0, UNIT_WH]
-        assert c.get(ENERGY_EXPORT, 3, 3) == [0, UNIT_WH]
+        assert c.get(ENERGY_IMPORT, 3, 3) == [-3, UNIT_WH]
+        assert c.get(ENERGY_EXPORT, 3, 3) == [-3, UNIT_WH]
         assert isinstance(c.get(ENERGY_IMPORT, 3, 2), int)
         raw = c.get_raw(CLOCK, 8, 2)
         assert raw[0] == 0x09 and raw[1] == 12  # date-time as a 12-octet octet-string
@@ -72,7 +72,7 @@ def test_get_with_list_both_clients(meter, interface):
     items = [(LDN, 1, 2), (ENERGY_IMPORT, 3, 3), (ENERGY_EXPORT, 3, 3)]
     with GuruxClient.tcp(port_of(meter, interface), interface) as c:
         values, _ = c.read_list(items)
-        assert len(values) == 3 and list(values[1]) == [0, UNIT_WH]
+        assert len(values) == 3 and list(values[1]) == [-3, UNIT_WH]
     with CosemClient(port_of(meter, interface), interface) as c:
         response = c.get_many(items)
         assert len(response.response_data) == 3
@@ -162,7 +162,7 @@ def test_gurux_reads_the_meter_through_a_serial_device(meter, serial_port):
     try:
         c.connect()
         assert len(c.read(LDN, 1, 2)[0]) == 16
-        assert list(c.read(ENERGY_IMPORT, 3, 3)[0]) == [0, UNIT_WH]
+        assert list(c.read(ENERGY_IMPORT, 3, 3)[0]) == [-3, UNIT_WH]
         c.release()
         c.disconnect()
     finally:
@@ -187,3 +187,16 @@ def test_tcp_link_helper_sees_a_closed_connection(meter):
         assert link.closed_by_peer(2.0)
     finally:
         link.close()
+
+
+def test_legal_metrology_identification_readable_by_the_public_client(meter):
+    """1-0:0.2.0.255 names the firmware; 1-0:0.2.8.255 is the SHA-256 of the legally
+    relevant sources, as tools/legal_signature.py computes it from this tree."""
+    import sys
+
+    sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
+    from legal_signature import signature
+
+    with CosemClient(meter.wrapper_port, "wrapper") as c:
+        assert c.get(FIRMWARE_ID, 1, 2)
+        assert c.get("1-0:0.2.8.255", 1, 2) == signature()

@@ -51,6 +51,7 @@ dpkg --print-foreign-architectures | grep -qx i386 || { dpkg --add-architecture 
 need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libmbedtls-dev:i386 libffi-dev:i386
 [ -n "${MPY_DIR:-}" ] || fetch_source
 make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
+python3 "$ROOT/tools/legal_signature.py" --module "$BUILD/legal/legal.py" >/dev/null
 make -s -C "$SRC/ports/unix" -j"$JOBS" \
     VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix32" MICROPY_FORCE_32BIT=1 \
     PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig \

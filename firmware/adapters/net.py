@@ -93,7 +93,7 @@ class Loop:
                 conn.feed(_RX[:n])
         except OSError:
             n = 0  # peer reset: the link simply ends
-        if not n or getattr(conn.link, "closed", False):
+        if not n or conn.link.closed:
             self._drop(sock)  # closed by the peer, or the link lost its framing
 
     def run(self, periodic, period_ms=250):

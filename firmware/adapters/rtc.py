@@ -55,3 +55,19 @@ class BoardRTC:
     def set(self, seconds):
         t = time.gmtime(seconds + _port_epoch_offset())
         self._rtc.datetime((t[0], t[1], t[2], t[6] + 1, t[3], t[4], t[5], 0))
+
+
+class Elapsed:
+    """Monotonic seconds since start from ticks_ms, for the metering task on a board:
+    a clock SET must not move the sampling timeline. Exact across ticks wrap-around
+    as long as it is read at least once per wrap period (days)."""
+
+    def __init__(self):
+        self._last = time.ticks_ms()
+        self._ms = 0
+
+    def now_ms(self):
+        t = time.ticks_ms()
+        self._ms += time.ticks_diff(t, self._last)
+        self._last = t
+        return self._ms

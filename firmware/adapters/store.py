@@ -304,6 +304,11 @@ class Log:
         self._lost.reverse()
         self._oldest = low
 
+    def appended(self):
+        """Records appended since the log was created or last cleared (a counter
+        that survives restarts and the ring's overwriting)."""
+        return self._head - self._base
+
     def __len__(self):
         return self._head - self._oldest - len(self._lost)
 

@@ -19,7 +19,6 @@ from dlms.acse import DLMS_VERSION, MECH_LLS
 from dlms.axdr import (
     ARRAY,
     BIT_STRING,
-    ENCODED,
     ENUM,
     INTEGER,
     LONG_UNSIGNED,
@@ -27,10 +26,10 @@ from dlms.axdr import (
     OCTET_STRING,
     STRUCTURE,
     UNSIGNED,
-    encode_data_into,
+    encode_data,
     encode_length_into,
 )
-from cosem.base import CosemObject
+from cosem.base import CosemObject, Pieces
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED
 
 # association_status enum.
@@ -49,6 +48,19 @@ _MECHANISM_ARC = b"\x60\x85\x74\x05\x08\x02"
 # Longest LLS password accepted (Green Book: the secret is an octet-string;
 # DLMS clients commonly allow 8..64 characters).
 _MAX_SECRET = const(64)
+
+
+def _entry(t, client, obj):
+    """object_list_element: class, version, logical name, access rights."""
+    attrs = [(STRUCTURE, [(INTEGER, a[0]), (ENUM, t.attribute_access(client, obj, a[0])), (NULL, None)])
+             for a in obj.ATTRIBUTES]
+    methods = [(STRUCTURE, [(INTEGER, m[0]), (ENUM, t.method_access(client, obj, m[0]))]) for m in obj.METHODS]
+    return (STRUCTURE, [
+        (LONG_UNSIGNED, obj.class_id),
+        (UNSIGNED, obj.version),
+        (OCTET_STRING, obj.logical_name),
+        (STRUCTURE, [(ARRAY, attrs), (ARRAY, methods)]),
+    ])
 
 
 class AssociationLN(CosemObject):
@@ -108,29 +120,14 @@ class AssociationLN(CosemObject):
     # --- attributes --------------------------------------------------------
 
     def get_object_list(self, ctx):
-        # Encoded one entry at a time into one buffer: the list grows with the
-        # meter's objects, and a tree of tuples for all of it would not fit 64 KB.
+        # Produced one entry at a time as the GET blocks go out: the list grows
+        # with the meter's objects and would not fit a small heap whole.
         client = self._client(ctx)
         t = self.table
         objects = t.objects_for(client)
-        out = bytearray((ARRAY,))
-        encode_length_into(out, len(objects))
-        for obj in objects:
-            attrs = [
-                (STRUCTURE, [(INTEGER, a[0]), (ENUM, t.attribute_access(client, obj, a[0])), (NULL, None)])
-                for a in obj.ATTRIBUTES
-            ]
-            methods = [
-                (STRUCTURE, [(INTEGER, m[0]), (ENUM, t.method_access(client, obj, m[0]))])
-                for m in obj.METHODS
-            ]
-            encode_data_into(out, (STRUCTURE, [
-                (LONG_UNSIGNED, obj.class_id),
-                (UNSIGNED, obj.version),
-                (OCTET_STRING, obj.logical_name),
-                (STRUCTURE, [(ARRAY, attrs), (ARRAY, methods)]),
-            ]))
-        return (ENCODED, out)
+        head = bytearray((ARRAY,))
+        encode_length_into(head, len(objects))
+        return Pieces(head, (encode_data(_entry(t, client, obj)) for obj in objects))
 
     def get_associated_partners_id(self, ctx):
         server_sap = self._from_ctx(ctx, "server_sap", self.table.server_sap)

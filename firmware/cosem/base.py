@@ -74,6 +74,45 @@ def _entry(table, ident):
     raise AccessError(READ_WRITE_DENIED, "undefined attribute or method")
 
 
+class Pieces:
+    """A value too large for the heap, as A-XDR produced piece by piece: `head`
+    (bytes) then each bytes item of the iterator `pieces`. The server sends it
+    in GET data blocks: read(n) gives up to n bytes, `done` tells the end."""
+
+    def __init__(self, head, pieces):
+        self._pending = head
+        self._pieces = pieces
+        self._more = True
+
+    @property
+    def done(self):
+        self._fill()
+        return not self._pending
+
+    def _fill(self):
+        while not self._pending and self._more:
+            try:
+                self._pending = next(self._pieces)
+            except StopIteration:
+                self._more = False
+
+    def read(self, n):
+        out = bytearray()
+        while len(out) < n:
+            self._fill()
+            if not self._pending:
+                break
+            take = n - len(out)
+            out.extend(self._pending[:take])
+            self._pending = self._pending[take:]
+        return out
+
+
+# class -> {attribute id: its getter function}: "get_" + name is resolved once per
+# class, not per request (building the name and interning it cost more than the read).
+_GETTERS = {}
+
+
 class CosemObject:
     class_id = 0
     version = 0
@@ -89,8 +128,14 @@ class CosemObject:
         return "<%s %s>" % (type(self).__name__, obis_text(self.logical_name))
 
     def get(self, attr_id, ctx):
-        row = _entry(self.ATTRIBUTES, attr_id)
-        return getattr(self, "get_" + row[1])(ctx)
+        cls = type(self)
+        getters = _GETTERS.get(cls)
+        if getters is None:
+            getters = _GETTERS[cls] = {}
+        fn = getters.get(attr_id)
+        if fn is None:
+            fn = getters[attr_id] = getattr(cls, "get_" + _entry(self.ATTRIBUTES, attr_id)[1])
+        return fn(self, ctx)
 
     def get_selective(self, attr_id, selector, parameters, ctx):
         """GET with selective access (Blue Book: only some attributes of some

@@ -221,6 +221,7 @@ class Clock(CosemObject):
         self.dst_end = encode_datetime(s.get("dst_end", EU_DST_END))
         self.dst_deviation = s.get("dst_deviation", 60)
         self.clock_base = s.get("clock_base", BASE_CRYSTAL)
+        self.on_set = None  # on_set(old_utc, new_utc): the event log hears of every set
 
     # --- local time --------------------------------------------------------
 
@@ -256,7 +257,10 @@ class Clock(CosemObject):
         setter = getattr(self.source, "set", None)
         if setter is None:
             raise AccessError(READ_WRITE_DENIED, "time source cannot be set")
+        old = self.source.now()
         setter(utc)
+        if self.on_set is not None:
+            self.on_set(old, utc)
 
     # --- attributes --------------------------------------------------------
 

@@ -4,7 +4,7 @@
 # number that something else keeps.
 from micropython import const
 
-from dlms.axdr import ENUM, INTEGER, STRUCTURE
+from dlms.axdr import ENUM, INTEGER, STRUCTURE, UNSIGNED
 from cosem.base import CosemObject, check_type
 from dlms.errors import AccessError, READ_WRITE_DENIED
 
@@ -40,6 +40,27 @@ class Data(CosemObject):
             raise AccessError(READ_WRITE_DENIED, "read-only value")
         check_type(value, self._settable_tag)
         self._value = value
+
+
+class StatusWord(Data):
+    """Data 0-0:96.10.1.255, the status captured with each load-profile row (IDIS
+    status bits). A bit stays set until a row has carried it (captured())."""
+
+    CLOCK_ADJUSTED = const(0x20)
+    POWER_DOWN = const(0x80)
+
+    def __init__(self, logical_name):
+        super().__init__(logical_name, None)
+        self.flags = 0
+
+    def get_value(self, ctx):
+        return (UNSIGNED, self.flags)
+
+    def raise_flag(self, bit):
+        self.flags |= bit
+
+    def captured(self):
+        self.flags = 0
 
 
 class Register(CosemObject):

@@ -76,40 +76,40 @@ _NULL_ROW = b"\x00"  # null-data: a value that could not be captured
 # detection log; the table below is the commonly implemented subset). 200 and
 # up are this firmware's own, for the audit log: IDIS leaves 200-254 to the
 # manufacturer. Verify against the IDIS document in force before certification.
-EVENT_CODES = {
-    1: "power down",
-    2: "power up",
-    3: "daylight saving time enabled or disabled",
-    4: "clock adjusted (old date/time)",
-    5: "clock adjusted (new date/time)",
-    6: "clock invalid",
-    7: "replace battery",
-    8: "battery voltage low",
-    9: "TOU activated",
-    10: "error register cleared",
-    11: "alarm register cleared",
-    12: "program memory error",
-    13: "RAM error",
-    14: "NV memory error",
-    15: "watchdog error",
-    16: "measurement system error",
-    17: "firmware ready for activation",
-    18: "firmware activated",
-    19: "passive TOU programmed",
-    40: "terminal cover removed",
-    41: "terminal cover closed",
-    44: "meter cover removed",
-    45: "meter cover closed",
-    46: "association authentication failure",
-    47: "decryption or authentication failure",
-    48: "replay attack",
-    200: "profile capture_period changed",
-    201: "profile capture_objects changed",
-    202: "profile entries changed",
-    203: "profile reset",
-    204: "security key changed",
-    255: "event log cleared",
-}
+# Event codes (IDIS / DLMS UA; 200+ are this firmware's audit codes), kept as a comment:
+# a dict of strings here would hold RAM for the meter's life.
+#  1: "power down"
+#  2: "power up"
+#  3: "daylight saving time enabled or disabled"
+#  4: "clock adjusted (old date/time)"
+#  5: "clock adjusted (new date/time)"
+#  6: "clock invalid"
+#  7: "replace battery"
+#  8: "battery voltage low"
+#  9: "TOU activated"
+#  10: "error register cleared"
+#  11: "alarm register cleared"
+#  12: "program memory error"
+#  13: "RAM error"
+#  14: "NV memory error"
+#  15: "watchdog error"
+#  16: "measurement system error"
+#  17: "firmware ready for activation"
+#  18: "firmware activated"
+#  19: "passive TOU programmed"
+#  40: "terminal cover removed"
+#  41: "terminal cover closed"
+#  44: "meter cover removed"
+#  45: "meter cover closed"
+#  46: "association authentication failure"
+#  47: "decryption or authentication failure"
+#  48: "replay attack"
+#  200: "profile capture_period changed"
+#  201: "profile capture_objects changed"
+#  202: "profile entries changed"
+#  203: "profile reset"
+#  204: "security key changed"
+#  255: "event log cleared"
 EV_POWER_DOWN = const(1)
 EV_POWER_UP = const(2)
 EV_CLOCK_OLD = const(4)
@@ -505,12 +505,12 @@ class ProfileGeneric(CosemObject):
         type-unmatched; a column that is not captured: other-reason."""
         if attr_id != 2:
             return super().get_selective(attr_id, selector, parameters, ctx)
-        return self._buffer_value(selector, parameters)
+        return self.encoder(selector, parameters)
 
     # --- attributes ------------------------------------------------------------
 
     def get_buffer(self, ctx):
-        return self._buffer_value(0, None)
+        return self.encoder(0, None)  # a stream: the server sends it block by block
 
     def get_capture_objects(self, ctx):
         return (ARRAY, [capture_definition(c[0], c[1], c[2]) for c in self._cols])
@@ -668,6 +668,10 @@ class EventLog(ProfileGeneric):
                     self.code_object.latch(v[1])
             except DecodeError:
                 pass
+
+    def count(self):
+        """Events recorded since the log was created (its ring forgets, this not)."""
+        return self._log.appended()
 
     def record(self, code, now=None):
         """Log `code` stamped with UTC instant `now` (None: the clock's time)."""

@@ -21,13 +21,15 @@ from dlms.acse import (
     MECH_LLS,
     MECH_LOWEST,
 )
-from dlms.axdr import DOUBLE_LONG_UNSIGNED, OCTET_STRING, VISIBLE_STRING
+from dlms.axdr import DOUBLE_LONG_UNSIGNED, LONG, LONG64_UNSIGNED, LONG_UNSIGNED, OCTET_STRING, VISIBLE_STRING
+from metering.energy import E_ACTIVE_EXPORT, E_ACTIVE_IMPORT, E_REACTIVE_EXPORT, E_REACTIVE_IMPORT, E_REACTIVE_Q1
 from cosem.association import AssociationLN
 from cosem.base import obis
 from cosem.clock import Clock
-from cosem.data import Data, Register, UNIT_WH
+from cosem.data import Data, Register, StatusWord
+from cosem.demand import DemandRegister
 from cosem.hdlc_setup import HdlcSetup
-from cosem.profile import EventCode, EventLog
+from cosem.profile import CHANGE_CODES, EventCode, EventLog, ProfileGeneric
 from cosem.sap import SapAssignment
 from cosem.security_setup import SecuritySetup
 
@@ -41,46 +43,121 @@ PRE_ESTABLISHED = const(102)
 _CONF_READ = CONF_GET | CONF_BLOCK_TRANSFER_WITH_GET | CONF_SELECTIVE_ACCESS | CONF_MULTIPLE_REFERENCES
 _CONF_ALL = _CONF_READ | CONF_SET | CONF_ACTION | CONF_BLOCK_TRANSFER_WITH_SET | CONF_BLOCK_TRANSFER_WITH_ACTION
 
-# Client policy, in the column order of ACCESS below:
+# Client policy, in the column order of access_rights() below:
 # (SAP, name, E of its Association LN 0-0:40.0.E.255, authentication mechanism,
 #  application context, conformance offered).
-CLIENTS = (
-    (PUBLIC, "public", 1, MECH_LOWEST, CONTEXT_LN, _CONF_READ),
-    (READER, "reader (LLS)", 4, MECH_LLS, CONTEXT_LN, _CONF_READ | CONF_SET),
-    (MANAGEMENT, "management (HLS-GMAC)", 2, MECH_HLS_GMAC, CONTEXT_LN_CIPHERED, _CONF_ALL | CONF_GENERAL_PROTECTION),
-    # Broadcast with the broadcast key: unconfirmed SET (time synchronisation).
-    (PRE_ESTABLISHED, "pre-established (broadcast)", 3, MECH_LOWEST, CONTEXT_LN_CIPHERED, CONF_SET),
-)
+def client_policies():
+    """Built when called, freed after start-up: module-level tables would hold RAM for good."""
+    return (
+        (PUBLIC, "public", 1, MECH_LOWEST, CONTEXT_LN, _CONF_READ),
+        (READER, "reader (LLS)", 4, MECH_LLS, CONTEXT_LN, _CONF_READ | CONF_SET),
+        (MANAGEMENT, "management (HLS-GMAC)", 2, MECH_HLS_GMAC, CONTEXT_LN_CIPHERED, _CONF_ALL | CONF_GENERAL_PROTECTION),
+        # Broadcast with the broadcast key: unconfirmed SET (time synchronisation).
+        (PRE_ESTABLISHED, "pre-established (broadcast)", 3, MECH_LOWEST, CONTEXT_LN_CIPHERED, CONF_SET),
+    )
 
-# Access rights: one string per client (columns as CLIENTS), one character per
+# Access rights: one string per client (columns as client_policies()), one character per
 # attribute of the class, "/", one per method. None: the client does not see
 # the object at all (absent from its object_list).
 #   attributes: "-" no access, "r" read, "w" write, "b" read and write
 #   methods:    "-" no access, "x" access
 # Billing registers (MID) carry no "w", "b" or "x" for anyone: BILLING below is
 # enforced when the table is built, not only by review.
-ACCESS = (
-    # OBIS              public              reader (LLS)        management          pre-established
-    ("0-0:42.0.0.255", ("rr", "rr", "rr", None)),                                   # logical device name
-    ("0-0:1.0.0.255", ("rrrrrrrrr/------", "rbbrrrrrr/------", "rbbrbbbbr/x-x--x", "-w-------/------")),
-    ("0-0:40.0.0.255", ("rrrrrr-rr/----", "rrrrrr-rr/----", "rrrrrr-rr/x---", "rrrrrr-rr/----")),
-    ("0-0:40.0.1.255", ("rrrrrr-rr/----", None, "rrrrrr-rr/----", None)),           # public's association
-    ("0-0:40.0.4.255", (None, "rrrrrr-rr/----", "rrrrrrwrr/----", None)),           # reader's association
-    ("0-0:40.0.2.255", (None, None, "rrrrrr-rr/----", None)),                       # management's association
-    ("0-0:40.0.3.255", (None, None, "rrrrrr-rr/----", None)),                       # pre-established's
-    ("0-0:41.0.0.255", ("rr/-", "rr/-", "rr/-", None)),                             # SAP assignment
-    ("0-0:22.0.0.255", (None, "rrrrrrrrr", "rrrrrrrrr", None)),                     # IEC HDLC setup
-    ("1-0:1.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy import
-    ("1-0:2.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy export
-    ("0-0:43.1.0.255", ("rr", "rr", "rr", None)),                                   # invocation counter
-    ("0-0:43.0.0.255", (None, "rrrrrr/--------", "rrrrrr/xx------", None)),           # security setup
-    ("0-0:99.98.1.255", (None, None, "rrrrrrrr/--", None)),                         # security event log
-    ("0-0:96.11.1.255", (None, None, "rr", None)),                                  # its last event code
-    ("1-0:0.2.0.255", (None, "rr", "rr", None)),                                    # firmware identifier
-)
+def access_rights():
+    """Built when called, freed after start-up: module-level tables would hold RAM for good."""
+    return (
+        # OBIS              public              reader (LLS)        management          pre-established
+        ("0-0:42.0.0.255", ("rr", "rr", "rr", None)),                                   # logical device name
+        ("0-0:1.0.0.255", ("rrrrrrrrr/------", "rbbrrrrrr/------", "rbbrbbbbr/x-x--x", "-w-------/------")),
+        ("0-0:40.0.0.255", ("rrrrrr-rr/----", "rrrrrr-rr/----", "rrrrrr-rr/x---", "rrrrrr-rr/----")),
+        ("0-0:40.0.1.255", ("rrrrrr-rr/----", None, "rrrrrr-rr/----", None)),           # public's association
+        ("0-0:40.0.4.255", (None, "rrrrrr-rr/----", "rrrrrrwrr/----", None)),           # reader's association
+        ("0-0:40.0.2.255", (None, None, "rrrrrr-rr/----", None)),                       # management's association
+        ("0-0:40.0.3.255", (None, None, "rrrrrr-rr/----", None)),                       # pre-established's
+        ("0-0:41.0.0.255", ("rr/-", "rr/-", "rr/-", None)),                             # SAP assignment
+        ("0-0:22.0.0.255", (None, "rrrrrrrrr", "rrrrrrrrr", None)),                     # IEC HDLC setup
+        ("1-0:1.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy import
+        ("1-0:2.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active energy export
+        ("0-0:43.1.0.255", ("rr", "rr", "rr", None)),                                   # invocation counter
+        ("0-0:43.0.0.255", (None, "rrrrrr/--------", "rrrrrr/xx------", None)),           # security setup
+        ("0-0:99.98.1.255", (None, None, "rrrrrrrr/--", None)),                         # security event log
+        ("0-0:96.11.1.255", (None, None, "rr", None)),                                  # its last event code
+        ("1-0:0.2.0.255", ("rr", "rr", "rr", None)),                                    # active firmware identifier
+        ("1-0:0.2.8.255", ("rr", "rr", "rr", None)),                                    # its signature (legal metrology)
+        # Metering registers (registers() below), read-only for everyone.
+        ("1-0:3.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # reactive energy import
+        ("1-0:4.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # reactive energy export
+        ("1-0:5.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # reactive energy QI
+        ("1-0:6.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # QII
+        ("1-0:7.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # QIII
+        ("1-0:8.8.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # QIV
+        ("1-0:32.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                          # voltage
+        ("1-0:31.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                          # current
+        ("1-0:1.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active power import
+        ("1-0:2.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                           # active power export
+        ("1-0:13.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                          # power factor
+        ("1-0:14.7.0.255", ("rrr/-", "rrr/-", "rrr/-", None)),                          # frequency
+        ("1-0:1.4.0.255", ("rrrrrrrrr/--", "rrrrrrrrr/--", "rrrrrrrbb/x-", None)),      # demand, import power
+        ("0-0:96.10.1.255", ("rr", "rr", "rr", None)),                                  # status word (profiles)
+        ("1-0:99.1.0.255", ("rrrrrrrr/--", "rrrrrrrr/--", "rrrbrrrr/xx", None)),        # load profile
+        ("1-0:99.2.0.255", ("rrrrrrrr/--", "rrrrrrrr/--", "rrrrrrrr/xx", None)),        # daily profile
+        ("0-0:99.98.0.255", (None, "rrrrrrrr/--", "rrrrrrrr/--", None)),                # standard event log
+        ("0-0:96.11.0.255", (None, "rr", "rr", None)),                                  # its last event code
+        ("0-0:99.97.0.255", (None, "rrrrrrrr/--", "rrrrrrrr/--", None)),                # power failure log
+        ("0-0:96.11.2.255", (None, "rr", "rr", None)),                                  # its last event code
+        ("0-0:99.98.4.255", ("rrrrrrrr/--", "rrrrrrrr/--", "rrrrrrrr/--", None)),       # audit log (metrology)
+        ("0-0:96.11.4.255", ("rr", "rr", "rr", None)),                                  # its last event code
+        ("0-0:96.15.4.255", ("rr", "rr", "rr", None)),                                  # audit event counter
+    )
+
+# Metering registers: OBIS, getter of the metering task, A-XDR type, scaler, unit.
+# The scaler and unit are the getter's (metering/task.py, SCALER_UNIT; a test keeps
+# the two tables equal). A (getter, argument) pair passes the argument. Energy is
+# published in mWh (scaler -3) as long64-unsigned: fine enough to verify accuracy
+# over an hour at 5 % of nominal current, and it does not wrap in a meter's life.
+def registers():
+    """Built when called, freed after start-up: module-level tables would hold RAM for good."""
+    return (
+        ("1-0:1.8.0.255", ("energy_mwh", E_ACTIVE_IMPORT), LONG64_UNSIGNED, -3, 30),
+        ("1-0:2.8.0.255", ("energy_mwh", E_ACTIVE_EXPORT), LONG64_UNSIGNED, -3, 30),
+        ("1-0:3.8.0.255", ("energy_mwh", E_REACTIVE_IMPORT), LONG64_UNSIGNED, -3, 32),
+        ("1-0:4.8.0.255", ("energy_mwh", E_REACTIVE_EXPORT), LONG64_UNSIGNED, -3, 32),
+        ("1-0:5.8.0.255", ("energy_mwh", E_REACTIVE_Q1), LONG64_UNSIGNED, -3, 32),
+        ("1-0:6.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 1), LONG64_UNSIGNED, -3, 32),
+        ("1-0:7.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 2), LONG64_UNSIGNED, -3, 32),
+        ("1-0:8.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 3), LONG64_UNSIGNED, -3, 32),
+        ("1-0:32.7.0.255", "voltage", LONG_UNSIGNED, -2, 35),
+        ("1-0:31.7.0.255", "current", DOUBLE_LONG_UNSIGNED, -3, 33),
+        ("1-0:1.7.0.255", "power_import", DOUBLE_LONG_UNSIGNED, -2, 27),
+        ("1-0:2.7.0.255", "power_export", DOUBLE_LONG_UNSIGNED, -2, 27),
+        ("1-0:13.7.0.255", "power_factor", LONG, -3, 255),
+        ("1-0:14.7.0.255", "frequency", LONG_UNSIGNED, -3, 44),
+    )
+
+# Profiles: OBIS, capture period (s), depth, columns (OBIS, attribute): the clock,
+# the status word, then energy registers. Captured in table order.
+def profiles():
+    """Built when called, freed after start-up: module-level tables would hold RAM for good."""
+    return (
+        ("1-0:99.1.0.255", 900, 960, (("0-0:1.0.0.255", 2), ("0-0:96.10.1.255", 2), ("1-0:1.8.0.255", 2),
+                                      ("1-0:2.8.0.255", 2), ("1-0:3.8.0.255", 2), ("1-0:4.8.0.255", 2))),
+        ("1-0:99.2.0.255", 86400, 62, (("0-0:1.0.0.255", 2), ("0-0:96.10.1.255", 2), ("1-0:1.8.0.255", 2),
+                                       ("1-0:2.8.0.255", 2))),
+    )
+
+# Event logs: OBIS, event code object, store name, depth.
+def logs():
+    """Built when called, freed after start-up: module-level tables would hold RAM for good."""
+    return (
+        ("0-0:99.98.0.255", "0-0:96.11.0.255", "stdlog", 100),
+        ("0-0:99.97.0.255", "0-0:96.11.2.255", "pwrlog", 100),
+        ("0-0:99.98.4.255", "0-0:96.11.4.255", "auditlog", 200),
+    )
 
 # Objects that exist only when build_objects is given a store.
-NEEDS_STORE = ("0-0:99.98.1.255", "0-0:96.11.1.255")
+NEEDS_STORE = ("0-0:99.98.1.255", "0-0:96.11.1.255", "1-0:99.1.0.255", "1-0:99.2.0.255",
+               "0-0:99.98.0.255", "0-0:96.11.0.255", "0-0:99.97.0.255", "0-0:96.11.2.255",
+               "0-0:99.98.4.255", "0-0:96.11.4.255", "0-0:96.15.4.255")
 
 # Registers that are never written nor reset through DLMS (MID billing data).
 BILLING = ("1-0:1.8.0.255", "1-0:2.8.0.255")
@@ -130,7 +207,7 @@ class ObjectTable:
         self._access[sap] = {}
 
     def grant(self, client, obj, rights):
-        """rights: "attrs/methods" string as in ACCESS. Kept as the string itself
+        """rights: "attrs/methods" string as in access_rights(). Kept as the string itself
         (ROM in frozen firmware): decoding per request is cheaper than the RAM
         a table of decoded codes costs on a 64 KB heap."""
         what = "%r for client %d" % (obj, client)
@@ -185,7 +262,7 @@ class ObjectTable:
         return self._clients.get(sap)
 
     def clients(self):
-        return [c[0] for c in CLIENTS if c[0] in self._clients]
+        return list(self._clients)  # in client_policies() order
 
     def association_for(self, client):
         """The client's own Association LN (holds e.g. the LLS secret), or None."""
@@ -210,7 +287,7 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
     store: adapters.store.Store for the logs (none: no security event log).
     security: the dlms.security.SecurityContext (or None: no keys) behind the
     security setup object and the invocation counter."""
-    src = sources or {}
+    src = sources if sources is not None else {}
     hdlc = config.get("hdlc", {})
     server_sap = hdlc.get("logical", 1)
     t = ObjectTable(server_sap, config.get("max_pdu", 1024))
@@ -219,17 +296,18 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
     t.add(Data(obis("0-0:42.0.0.255"), (OCTET_STRING, ldn)))
     clock = t.add(Clock(obis("0-0:1.0.0.255"), clock_source, config.get("clock")))
     t.add(AssociationLN(obis("0-0:40.0.0.255"), t))
-    for sap, name, e, mechanism, context, conformance in CLIENTS:
+    policies = client_policies()
+    for sap, name, e, mechanism, context, conformance in policies:
         secret = config.get("lls_password") if mechanism == MECH_LLS else None
         assoc = AssociationLN(bytes((0, 0, 40, 0, e, 255)), t, sap, secret)
         t.add_client(sap, name, assoc, mechanism, context, conformance)
-    for sap, _, _, _, _, _ in CLIENTS:
+    for sap, _, _, _, _, _ in policies:
         t.add(t.association_for(sap))
     t.add(SapAssignment(obis("0-0:41.0.0.255"), ((server_sap, ldn),)))
     t.add(HdlcSetup(obis("0-0:22.0.0.255"), hdlc))
-    t.add(Register(obis("1-0:1.8.0.255"), DOUBLE_LONG_UNSIGNED, src.get("energy_import", _zero), 0, UNIT_WH))
-    t.add(Register(obis("1-0:2.8.0.255"), DOUBLE_LONG_UNSIGNED, src.get("energy_export", _zero), 0, UNIT_WH))
-    ic = src.get("invocation_counter") or (security.expected_counter if security else _zero)
+    for name, getter, tag, scaler, unit in registers():
+        t.add(Register(obis(name), tag, _reader(src, getter), scaler, unit))
+    ic = _source(src, "invocation_counter") or (security.expected_counter if security else _zero)
     t.add(Data(obis("0-0:43.1.0.255"), lambda: (DOUBLE_LONG_UNSIGNED, ic())))
     t.add(SecuritySetup(obis("0-0:43.0.0.255"), security))
     t.security_log = None  # record(code): the server's security event hook writes here
@@ -237,27 +315,66 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
         code = t.add(EventCode(obis("0-0:96.11.1.255")))
         t.security_log = t.add(EventLog(obis("0-0:99.98.1.255"), clock, code, store, name="seclog"))
     t.add(Data(obis("1-0:0.2.0.255"), (VISIBLE_STRING, config.get("firmware_id", b"MPY-DLMS 0.1"))))
+    t.add(Data(obis("1-0:0.2.8.255"), (OCTET_STRING, config.get("firmware_signature", b""))))
+    t.demand = t.add(DemandRegister(obis("1-0:1.4.0.255"), _reader(src, ("energy_mwh", E_ACTIVE_IMPORT)), 900, 1,
+                                    -3, 27, tag=DOUBLE_LONG_UNSIGNED, clock=clock))
+    t.status = t.add(StatusWord(obis("0-0:96.10.1.255")))
+    if store is not None:
+        _add_logs_and_profiles(t, clock, store)
 
     _apply_access(t)
     return t
 
 
+def _source(src, name):
+    """A value source by name: sources is a dict of callables, or the metering task."""
+    return src.get(name) if isinstance(src, dict) else getattr(src, name, None)
+
+
+def _reader(src, getter):
+    if isinstance(getter, tuple):
+        fn = _source(src, getter[0])
+        arg = getter[1]
+        return (lambda: fn(arg)) if fn else _zero
+    return _source(src, getter) or _zero
+
+
+def _add_logs_and_profiles(t, clock, store):
+    """Event logs first (the audit log hears of every profile change), then profiles."""
+    made = []
+    for name, code_name, store_name, depth in logs():
+        code = t.add(EventCode(obis(code_name)))
+        made.append(t.add(EventLog(obis(name), clock, code, store, depth, name=store_name)))
+    t.event_log, t.power_log, t.audit_log = made
+    t.audit_count = t.add(Data(obis("0-0:96.15.4.255"), lambda: (DOUBLE_LONG_UNSIGNED, t.audit_log.count())))
+
+    def audit(obj, what):
+        t.audit_log.record(CHANGE_CODES[what])
+
+    t.profiles = []
+    for name, period, depth, columns in profiles():
+        cols = [(t.find(obis(o)), a, 0) for o, a in columns]
+        t.profiles.append(t.add(ProfileGeneric(obis(name), cols, store, depth, period, clock=clock,
+                                               resolve=t.lookup, on_change=audit)))
+
+
 def _apply_access(t):
     listed = set()
     billing = [obis(b) for b in BILLING]
-    for name, rights in ACCESS:
+    saps = [c[0] for c in client_policies()]
+    for name, rights in access_rights():
         obj = t.find(obis(name))
         if obj is None and name in NEEDS_STORE:
             continue
         if obj is None:
             raise ValueError("ACCESS names a missing object " + name)
         listed.add(obj.logical_name)
-        for k in range(len(CLIENTS)):
+        for k in range(len(saps)):
             if rights[k] is None:
                 continue
             if obj.logical_name in billing and ("w" in rights[k] or "b" in rights[k] or "x" in rights[k]):
                 raise ValueError("billing register must stay read-only: " + name)
-            t.grant(CLIENTS[k][0], obj, rights[k])
+            t.grant(saps[k], obj, rights[k])
     for obj in t.objects():
         if obj.logical_name not in listed:
             raise ValueError("no ACCESS row for %r" % obj)

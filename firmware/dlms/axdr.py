@@ -44,10 +44,6 @@ TIME = const(27)
 # buffer: array of structures of values; selective access: structure of
 # structures); the bound keeps a hostile APDU from exhausting the C stack.
 MAX_DEPTH = const(16)
-# Not a wire tag: (ENCODED, bytes) is a value already in A-XDR, copied as it is.
-# Large values (object_list, profile buffers) encode themselves straight to bytes:
-# a tree of tuples for them would not fit a 64 KB heap.
-ENCODED = const(0x100)
 
 # Integer tags: struct format, size, lowest and highest value (Blue Book 4.1.5).
 _INTS = {
@@ -219,9 +215,6 @@ def encode_data_into(out, value):
         tag, v = value
     except (TypeError, ValueError):
         raise ValueError("a value is a (tag, value) tuple")
-    if tag == ENCODED:
-        out.extend(v)
-        return
     enc = _ENCODERS.get(tag)
     if enc is None:
         raise ValueError("unsupported data tag %r" % (tag,))
@@ -230,8 +223,6 @@ def encode_data_into(out, value):
 
 
 def encode_data(value):
-    if type(value) is tuple and value[0] == ENCODED:
-        return value[1]  # already A-XDR: no copy of what may be the largest value
     out = bytearray()
     encode_data_into(out, value)
     return bytes(out)

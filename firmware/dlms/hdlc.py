@@ -268,6 +268,8 @@ def encode_frame(control, dst, src, info=None, segmented=False):
 class HDLCLink:
     """Server (secondary station) side of one HDLC line; see the module comment."""
 
+    closed = False  # the transport's question; an HDLC line never loses its framing for good
+
     def __init__(self, server_logical=1, server_physical=16, clients=(16, 1, 102), max_info_tx=128,
                  max_info_rx=128, window=1, inactivity_ms=120000, inter_octet_ms=25, max_apdu=2048,
                  multidrop=False):

@@ -348,11 +348,42 @@ def _rlrq(assoc, request):
 # --- GET ---------------------------------------------------------------------
 
 def _data_result(assoc, descriptor):
-    """Encoded Data, or an int data-access-result."""
+    """Encoded Data, a stream (an object's large value: read(n) and done, e.g. a
+    profile buffer or the object list), or an int data-access-result."""
     try:
-        return encode_data(assoc.read(descriptor))
+        value = assoc.read(descriptor)
+        return value if hasattr(value, "read") else encode_data(value)
     except AccessError as e:
         return e.code
+
+
+def _whole(result, limit):
+    """A result as bytes: streams are read out (with-list, no block transfer);
+    OTHER_REASON when a stream exceeds the limit."""
+    if not hasattr(result, "read"):
+        return result
+    try:
+        data = result.read(limit)
+        return errors.OTHER_REASON if not result.done else data
+    except AccessError as e:
+        return e.code
+
+
+class _Chunks:
+    """Encoded bytes served block by block, with the streams' read(n) / done."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    @property
+    def done(self):
+        return self.pos >= len(self.data)
+
+    def read(self, n):
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
 
 
 def _get(assoc, request):
@@ -362,38 +393,45 @@ def _get(assoc, request):
     if choice == apdu.GET_NEXT:
         return _get_next(assoc, invoke, value)
     assoc._get_blocks = None
+    blocks = assoc.conformance & acse.CONF_BLOCK_TRANSFER_WITH_GET
     if choice == apdu.GET_NORMAL:
         result = _data_result(assoc, value)
+        if hasattr(result, "read"):
+            if blocks:  # a stream always goes in blocks: its size is unknown
+                return _start_blocks(assoc, invoke, result)
+            result = _whole(result, assoc.max_pdu)
         response = apdu.encode_get_response_normal(invoke, result)
         if isinstance(result, int) or len(response) <= assoc.max_pdu:
             return response
-        return _start_blocks(assoc, invoke, result)
+        return _start_blocks(assoc, invoke, _Chunks(result))
     if not assoc.conformance & acse.CONF_MULTIPLE_REFERENCES:
         return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_NOT_SUPPORTED)
-    results = [_data_result(assoc, d) for d in value]
+    results = [_whole(_data_result(assoc, d), assoc.server.max_pdu) for d in value]
     response = apdu.encode_get_response_with_list(invoke, results)
     if len(response) <= assoc.max_pdu:
         return response
     # Block transfer of a with-list result carries the list encoding (count and
     # each Get-Data-Result) as raw data: the response minus its 3-byte head.
-    return _start_blocks(assoc, invoke, response[3:])
+    return _start_blocks(assoc, invoke, _Chunks(response[3:]))
 
 
-def _start_blocks(assoc, invoke, raw):
+def _start_blocks(assoc, invoke, stream):
     if not assoc.conformance & acse.CONF_BLOCK_TRANSFER_WITH_GET:
         return apdu.encode_get_response_normal(invoke, errors.OTHER_REASON)
-    assoc._get_blocks = (invoke, raw, 0, 0)
+    assoc._get_blocks = (invoke, stream, 0)
     return _next_block(assoc)
 
 
 def _next_block(assoc):
-    invoke, raw, offset, number = assoc._get_blocks
-    size = assoc.max_pdu - _BLOCK_OVERHEAD
-    chunk = raw[offset:offset + size]
-    offset += len(chunk)
+    invoke, stream, number = assoc._get_blocks
     number += 1
-    last = offset >= len(raw)
-    assoc._get_blocks = None if last else (invoke, raw, offset, number)
+    try:
+        chunk = stream.read(assoc.max_pdu - _BLOCK_OVERHEAD)
+        last = stream.done
+    except AccessError as e:  # e.g. the profile buffer moved under the transfer
+        assoc._get_blocks = None
+        return apdu.encode_get_response_with_datablock(invoke, True, number, e.code)
+    assoc._get_blocks = None if last else (invoke, stream, number)
     return apdu.encode_get_response_with_datablock(invoke, last, number, chunk)
 
 
@@ -401,7 +439,7 @@ def _get_next(assoc, invoke, block_number):
     blocks = assoc._get_blocks
     if blocks is None:
         return apdu.encode_get_response_with_datablock(invoke, True, block_number, errors.NO_LONG_GET_IN_PROGRESS)
-    if block_number != blocks[3]:
+    if block_number != blocks[2]:
         assoc._get_blocks = None
         return apdu.encode_get_response_with_datablock(invoke, True, block_number, errors.LONG_GET_ABORTED)
     return _next_block(assoc)

@@ -204,9 +204,3 @@ def test_uint_helpers():
     assert A.decode_uint(unhex("00FF0102"), 1, 2) == (0xFF01, 3)
     raises(DecodeError, A.decode_uint, unhex("0001"), 1, 2)
 
-
-def test_encoded_values_are_copied_verbatim_also_inside_containers():
-    from dlms.axdr import ENCODED, STRUCTURE, LONG_UNSIGNED, encode_data
-    inner = encode_data((LONG_UNSIGNED, 0x1234))
-    assert encode_data((ENCODED, inner)) == inner
-    assert encode_data((STRUCTURE, [(ENCODED, inner), (LONG_UNSIGNED, 1)])) == b"\x02\x02" + inner + b"\x12\x00\x01"

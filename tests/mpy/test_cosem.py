@@ -1,6 +1,6 @@
 # COSEM object model: every class's attributes, type checks, the date-time codec,
 # the object table and the rights it gives each client.
-from testutil import raises, unhex
+from testutil import value, raises, unhex
 
 from dlms import axdr
 from dlms.errors import AccessError
@@ -64,9 +64,10 @@ def code_of(fn, *args):
     return raises(AccessError, fn, *args).code
 
 
-def encodable(value):
-    # The server encodes what objects return: a value it cannot encode is a bug.
-    return axdr.encode_data(value)
+def encodable(v):
+    # The server encodes what objects return (streams it reads out): a value it
+    # cannot encode is a bug.
+    return axdr.encode_data(value(v))
 
 
 def meter(t=T_2024_01_15_1200, sources=None):
@@ -319,10 +320,8 @@ def test_hdlc_setup_reflects_config():
 # --- Association LN ------------------------------------------------------------------
 
 def object_list(association, ctx):
-    """object_list as a value tree: the object hands it over already encoded."""
-    from dlms.axdr import decode_data, encode_data
-    value, end = decode_data(encode_data(association.get(2, ctx)))
-    return value
+    """object_list as a value tree: the object hands it over as a stream."""
+    return value(association.get(2, ctx))
 
 
 def test_association_get_every_attribute():
@@ -365,7 +364,7 @@ def test_per_client_association_instances():
     assert pub.get(3, mgmt) == (2, [(15, 16), (18, 1)])
     assert pub.get(8, mgmt) == (22, 0)   # public is not the caller
     # Its object list is the public client's, whoever reads it.
-    assert pub.get(2, mgmt) == t.lookup(15, CURRENT).get(2, Ctx(PUBLIC))
+    assert value(pub.get(2, mgmt)) == value(t.lookup(15, CURRENT).get(2, Ctx(PUBLIC)))
     assert t.lookup(15, obis("0-0:40.0.2.255")).get(4, mgmt) == (9, unhex("60857405080103"))
     assert t.lookup(15, obis("0-0:40.0.4.255")).get(6, mgmt) == (9, unhex("60857405080201"))
     assert t.association_for(READER).logical_name == obis("0-0:40.0.4.255")
@@ -419,8 +418,13 @@ def test_object_list_for_public_client():
     t, _ = meter()
     value = object_list(t.lookup(15, CURRENT), Ctx(PUBLIC))
     assert value[0] == 1
-    assert len(value[1]) == len(PUBLIC_LIST)
-    for entry, want in zip(value[1], PUBLIC_LIST):
+    listed = [e[1][2][1] for e in value[1]]
+    # Every object of PUBLIC_LIST, in table order (the metering objects come between).
+    entries = [value[1][listed.index(obis(want[1]))] for want in PUBLIC_LIST]
+    assert [listed.index(obis(w[1])) for w in PUBLIC_LIST] == sorted(listed.index(obis(w[1])) for w in PUBLIC_LIST)
+    for hidden in ("0-0:22.0.0.255", "0-0:43.0.0.255", "0-0:40.0.2.255"):
+        assert obis(hidden) not in listed, hidden
+    for entry, want in zip(entries, PUBLIC_LIST):
         class_id, version, ln, rights = entry[1]
         assert class_id == (18, want[0]) and ln == (9, obis(want[1])), want
         assert version[0] == 17
@@ -430,7 +434,7 @@ def test_object_list_for_public_client():
         assert all(a[1][1][0] == 22 and a[1][2] == (0, None) for a in attrs)
         assert tuple(m[1][1][1] for m in methods) == want[3], want
     # Deterministic: the same bytes every time, and the same from a new table.
-    again = build_objects(CONFIG, FakeSource(0)).lookup(15, CURRENT).get(2, Ctx(PUBLIC))
+    again = object_list(build_objects(CONFIG, FakeSource(0)).lookup(15, CURRENT), Ctx(PUBLIC))
     assert encodable(value) == encodable(again)
 
 
@@ -457,19 +461,19 @@ def test_energy_registers_never_writable_or_resettable():
 
 
 def test_build_refuses_write_access_to_billing_registers():
-    saved = table_mod.ACCESS
+    saved = table_mod.access_rights
     try:
-        table_mod.ACCESS = tuple(
-            (n, ("rrr/-", "rrr/-", "rrr/x", None)) if n == "1-0:1.8.0.255" else (n, r) for n, r in saved
+        table_mod.access_rights = lambda: tuple(
+            (n, ("rrr/-", "rrr/-", "rrr/x", None)) if n == "1-0:1.8.0.255" else (n, r) for n, r in saved()
         )
         raises(ValueError, build_objects, CONFIG, FakeSource(0))
-        table_mod.ACCESS = tuple(
-            (n, ("rrr/-", "rbr/-", "rrr/-", None)) if n == "1-0:2.8.0.255" else (n, r) for n, r in saved
+        table_mod.access_rights = lambda: tuple(
+            (n, ("rrr/-", "rbr/-", "rrr/-", None)) if n == "1-0:2.8.0.255" else (n, r) for n, r in saved()
         )
         raises(ValueError, build_objects, CONFIG, FakeSource(0))
     finally:
-        table_mod.ACCESS = saved
-    build_objects(CONFIG, FakeSource(0))
+        table_mod.access_rights = saved
+    build_objects(CONFIG, FakeSource(0))  # the real table passes
 
 
 def test_access_strings_must_match_class():
@@ -499,15 +503,15 @@ def test_client_rights():
 
 
 def test_table_lookup():
-    t, _ = meter(sources={"energy_import": lambda: 1234, "invocation_counter": lambda: 77})
+    t, _ = meter(sources={"energy_mwh": lambda reg: 1234 if reg == 0 else 0, "invocation_counter": lambda: 77})
     reg = t.lookup(3, ENERGY)
-    assert isinstance(reg, Register) and reg.get(2, None) == (6, 1234)
+    assert isinstance(reg, Register) and reg.get(2, None) == (21, 1234)  # mWh, long64-unsigned
     assert t.lookup(3, bytearray(ENERGY)) is reg
     assert t.lookup(3, memoryview(ENERGY)) is reg
     assert t.lookup(1, ENERGY) is None           # wrong class
     assert t.find(ENERGY) is reg
-    assert t.lookup(3, obis("1-0:3.8.0.255")) is None
-    assert t.lookup(3, EXPORT).get(2, None) == (6, 0)   # placeholder source
+    assert t.lookup(3, obis("1-0:9.8.0.255")) is None
+    assert t.lookup(3, EXPORT).get(2, None) == (21, 0)
     assert t.lookup(1, obis("0-0:43.1.0.255")).get(2, None) == (6, 77)
     assert t.lookup(1, obis("0-0:42.0.0.255")).get(2, None) == (9, b"MPY0000000000001")
     assert t.lookup(1, obis("1-0:0.2.0.255")).get(2, None)[0] == 10
@@ -536,3 +540,14 @@ def test_clock_in_table_uses_injected_source():
     assert decode_datetime(clock.get(2, Ctx(READER))[1])[:7] == (2024, 6, 1, 6, 12, 0, 0)
     clock.set(2, (9, encode_datetime((2024, 6, 1, None, 12, 0, 5, None, 0, None))), Ctx(READER))
     assert src.sets == [T_2024_06_01_1200 + 5]
+
+
+def test_register_table_matches_the_metering_units():
+    from cosem.table import registers
+    from metering.task import SCALER_UNIT
+
+    for name, getter, tag, scaler, unit in registers():
+        if isinstance(getter, tuple):  # energies: mWh / mvarh
+            assert getter[0] == "energy_mwh" and scaler == -3 and unit in (30, 32), name
+        else:
+            assert SCALER_UNIT[getter] == (scaler, unit), name

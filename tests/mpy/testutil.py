@@ -29,3 +29,15 @@ def feed_bytewise(receive, data):
     """Feed data one byte at a time, as a slow UART would."""
     for k in range(len(data)):
         receive(data[k : k + 1])
+
+
+def value(v):
+    """A value tree from what an object's get returns: large values come as streams
+    (read(n) / done, sent by the server in GET blocks) and are read out here."""
+    if hasattr(v, "read"):
+        from dlms.axdr import decode_data
+
+        data = bytes(v.read(1 << 20))
+        assert v.done
+        return decode_data(data)[0]
+    return v
