@@ -202,6 +202,9 @@ class ObjectTable:
         self._clients[sap] = {
             "sap": sap, "name": name, "association": association.logical_name,
             "mechanism": mechanism, "context": context, "conformance": conformance,
+            # Green Book 9.3.3: a pre-established association exists without AARQ;
+            # here the broadcast client, whose unconfirmed services are never answered.
+            "pre_established": sap == PRE_ESTABLISHED,
         }
         self._associations[sap] = association
         self._access[sap] = {}

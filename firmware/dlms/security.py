@@ -304,6 +304,12 @@ def _system_title(st, ctx):
     return st
 
 
+def general_system_title(apdu):
+    """The sender's system title carried by a general-glo/ded-ciphering APDU."""
+    start, end = _length_prefixed(apdu, 1, "system-title")
+    return bytes(apdu[start:end])
+
+
 def _length_prefixed(buf, pos, what):
     try:
         n, pos = decode_length(buf, pos)
@@ -437,6 +443,7 @@ class CipherSession:
         else:
             g = ctx.cipher(kind)
         sc, ic, plain = unprotect(g, ctx.ak, st, content)
+        self.last_kind = kind  # which key it came under (the broadcast client needs BK)
         if kind == KEY_DEDICATED:
             if ic <= self._ded_last:
                 raise SecurityError(INVOCATION_COUNTER_ERROR, "dedicated-key counter replayed",

@@ -66,6 +66,7 @@ class Association:
         self.mechanism = policy.get("mechanism")
         self.context = policy.get("context")
         self.offered_conformance = policy.get("conformance", 0)
+        self.pre_established = policy.get("pre_established", False)
         self.associated = False
         self.pending = False        # HLS: AARE sent, pass 3/4 not done yet
         self.cipher = None          # security.CipherSession of a ciphered association
@@ -106,6 +107,9 @@ class Association:
         self.now = now
         if not request:
             return None
+        if self.pre_established:
+            self._broadcast(request)
+            return None
         try:
             reply = self._handle(request)
         except SecurityError as e:
@@ -124,6 +128,34 @@ class Association:
             except Exception as e:
                 print("server: deferred action failed:", repr(e))
         return reply
+
+    def _broadcast(self, request):
+        """The pre-established (broadcast) client: general-glo-ciphering under the
+        broadcast key carrying an unconfirmed SET, e.g. a time synchronisation to
+        every meter at once. Anything else is dropped; nothing is ever answered
+        (a broadcast has no one to answer), refusals are logged."""
+        sec = self.server.security
+        if sec is None or request[0] != security.GENERAL_GLO_CIPHERING:
+            return
+        try:
+            cipher = CipherSession(sec, security.general_system_title(request))
+            plain, _ = cipher.unwrap(request)
+            if cipher.last_kind != security.KEY_BROADCAST:
+                return
+        except SecurityError as e:
+            self.server.security_failure(e)
+            return
+        except DecodeError:
+            return
+        # Unconfirmed SET only: service-class bit of invoke-id-and-priority clear.
+        if len(plain) > 3 and plain[0] == apdu.SET_REQUEST and not plain[2] & apdu.SERVICE_CLASS_CONFIRMED:
+            self.associated = True
+            self.conformance = self.offered_conformance
+            self.client_max_pdu = self.server.max_pdu
+            try:
+                _set(self, plain)
+            except Exception as e:  # never the meter for a broadcast
+                print("server: broadcast SET failed:", repr(e))
 
     def _handle(self, request):
         cipher = self.cipher

@@ -451,3 +451,42 @@ def test_events_without_a_log_go_to_the_ram_ring():
         server.open_session(MANAGEMENT).handle_apdu(aarq(1, key=DK), 0)
         assert server.events.entries == [(1234, security.EVENT_DECIPHERING_FAILURE),
                                          (1234, security.EVENT_AUTHENTICATION_FAILURE)]
+
+
+# --- the pre-established broadcast client (102) --------------------------------------
+
+BK = keys.TEST_KEYS["bk"]
+
+
+def broadcast_set_time(ic, key=BK, sc=0x70, invoke=0x01, st=CLIENT_ST):
+    """general-glo-ciphering of an unconfirmed SET of the clock's time (invoke-id 1,
+    service class clear) under `key`; SC 0x70 = broadcast key, authenticated and
+    encrypted."""
+    when = unhex("07E80A0F02 0C0000 00 0000 00")  # 2024-10-15 12:00:00 UTC
+    plain = unhex("C101") + bytes((invoke,)) + unhex("000800000100 00FF 02 00") + b"\x09\x0c" + when
+    return frame(0xDB, security.protect(sc, key, AK, st, ic, plain), st)
+
+
+def test_broadcast_set_is_applied_and_never_answered():
+    with TempDir() as d:
+        m = Meter(d)
+        assoc = m.server.open_session(102)
+        before = m.clock.now()
+        assert assoc.handle_apdu(broadcast_set_time(5), 0) is None
+        assert m.clock.now() != before and m.clock.now() % 86400 == 12 * 3600
+        m.clock.set(before)
+        assert assoc.handle_apdu(broadcast_set_time(5), 0) is None       # replayed counter
+        assert assoc.handle_apdu(broadcast_set_time(6, key=EK, sc=0x30), 0) is None  # not the broadcast key
+        assert assoc.handle_apdu(broadcast_set_time(7, invoke=0xC1), 0) is None     # confirmed: not for 102
+        assert m.clock.now() == before
+        assert m.events()[-1] == security.EVENT_REPLAY or security.EVENT_REPLAY in m.events()
+        assert assoc.handle_apdu(broadcast_set_time(8), 0) is None
+        assert m.clock.now() % 86400 == 12 * 3600
+
+
+def test_broadcast_client_cannot_associate_nor_read():
+    with TempDir() as d:
+        m = Meter(d)
+        assoc = m.server.open_session(102)
+        assert assoc.handle_apdu(aarq(1), 0) is None
+        assert assoc.handle_apdu(GET_ENERGY, 0) is None
