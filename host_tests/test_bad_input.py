@@ -1,5 +1,6 @@
 """Black-box: bad input on both links. Each refusal is checked, and each is followed by
 a valid read that must still succeed (the meter keeps serving)."""
+import contextlib
 import random
 
 import pytest
@@ -43,6 +44,21 @@ def still_serves(meter):
         assert len(c.read(LDN, 1, 2)[0]) == 16
     with CosemClient(meter.wrapper_port, "wrapper") as c:
         assert len(c.get(LDN, 1, 2)) == 16
+
+
+@contextlib.contextmanager
+def wrapper_link(meter, associate=True):
+    """A raw wrapper connection (associated as the public client unless told not
+    to); on leaving, the meter must still serve both clients."""
+    link = TcpLink("127.0.0.1", meter.wrapper_port)
+    try:
+        if associate:
+            link.send(wrap(aarq()))
+            assert bytes.fromhex("a203020100") in unwrap(link.recv())
+        yield link
+    finally:
+        link.close()
+    still_serves(meter)
 
 
 def gurux_on(link):
@@ -127,8 +143,7 @@ def test_i_frame_out_of_sequence_is_not_delivered(meter):
 
 
 def test_aarq_with_an_unknown_application_context_gets_a_complete_refusal(meter):
-    link = TcpLink("127.0.0.1", meter.wrapper_port)
-    try:
+    with wrapper_link(meter, associate=False) as link:
         link.send(wrap(aarq(context_arc=7)))
         aare = unwrap(link.recv())
         assert aare[0] == 0x61
@@ -140,51 +155,36 @@ def test_aarq_with_an_unknown_application_context_gets_a_complete_refusal(meter)
         link.send(wrap(bytes.fromhex("c001c100010000") + bytes((42, 0, 0, 255, 2, 0))))
         reply = unwrap(link.recv())
         assert reply[:4] == b"\xc4\x01\xc1\x00" and len(reply) == 4 + 2 + 16
-    finally:
-        link.close()
-    still_serves(meter)
 
 
 def test_unknown_apdu_and_truncated_get_get_exception_responses(meter):
-    link = TcpLink("127.0.0.1", meter.wrapper_port)
-    try:
-        link.send(wrap(aarq()))
-        unwrap(link.recv())
+    with wrapper_link(meter) as link:
         link.send(wrap(b"\xc0\x01\xc1\x00\x03\x01\x00"))  # GET cut in the middle of the OBIS
         reply = unwrap(link.recv())
         assert reply[0] == 0xD8, reply.hex()  # exception-response
         link.send(wrap(b"\xee\x01\x02"))  # no such APDU
         reply = unwrap(link.recv())
         assert reply[0] == 0xD8, reply.hex()
-    finally:
-        link.close()
-    still_serves(meter)
 
 
 def test_request_larger_than_the_negotiated_pdu(meter):
-    """A GET-with-list longer than the meter's max receive PDU (1024): refused with an
-    exception-response, or not taken from the wire at all; the meter lives on."""
-    link = TcpLink("127.0.0.1", meter.wrapper_port)
-    try:
-        link.send(wrap(aarq()))
-        unwrap(link.recv())
-        item = bytes.fromhex("0001000001080 0ff0200".replace(" ", ""))
-        request = b"\xc0\x03\xc1\x81\x80" + item * 128  # 128 descriptors, ~1.7 KB
-        link.send(wrap(request))
-        reply = link.recv_quiet(0.8)
-        assert reply == b"" or unwrap(reply)[0] == 0xD8, reply.hex()
-    finally:
-        link.close()
-    still_serves(meter)
+    """A GET-with-list longer than the meter's max receive PDU (1024) gets an
+    exception-response (service-not-allowed, pdu-too-long); one beyond what the wrapper
+    takes in at all (1024 + 64 for a ciphering header) is skipped unanswered. The
+    connection serves on after both."""
+    item = bytes.fromhex("000300000100ff0200")  # clock time: 9 octets per descriptor
+    with wrapper_link(meter) as link:
+        link.send(wrap(b"\xc0\x03\xc1\x75" + item * 0x75))  # 4 + 117 * 9 = 1057 octets
+        assert unwrap(link.recv()) == b"\xd8\x01\x04"  # service-not-allowed, pdu-too-long
+        link.send(wrap(b"\xc0\x03\xc1\x81\xc8" + item * 200))  # 1805 octets
+        assert link.recv_quiet(0.8) == b""
+        link.send(wrap(bytes.fromhex("c001c100010000") + bytes((42, 0, 0, 255, 2, 0))))
+        assert unwrap(link.recv())[:4] == b"\xc4\x01\xc1\x00"
 
 
 def test_wrapper_header_for_another_server_wport_is_skipped(meter):
-    link = TcpLink("127.0.0.1", meter.wrapper_port)
-    try:
+    with wrapper_link(meter, associate=False) as link:
         link.send(wrap(aarq(), server=7))
         assert link.recv_quiet(0.5) == b""
         link.send(wrap(aarq()))
         assert bytes.fromhex("a203020100") in unwrap(link.recv())
-    finally:
-        link.close()
-    still_serves(meter)

@@ -170,84 +170,52 @@ def _block_number(buf, pos):
     return decode_uint(buf, pos, 4)
 
 
-def _attribute_and_data(buf, pos):
-    descriptor, pos = _attribute(buf, pos)
-    value, pos = decode_data(buf, pos)
-    return (descriptor, value), pos
+def _pair(first, second):
+    """Decoder of SEQUENCE { first, second } from the decoders of its parts."""
+    def decode(buf, pos):
+        a, pos = first(buf, pos)
+        b, pos = second(buf, pos)
+        return (a, b), pos
+    return decode
 
 
-def _attribute_and_block(buf, pos):
-    descriptor, pos = _attribute(buf, pos)
-    block, pos = _datablock(buf, pos)
-    return (descriptor, block), pos
+def _sequence_of(item):
+    return lambda buf, pos: _list(buf, pos, item)
 
 
-def _attributes_and_data(buf, pos):
-    descriptors, pos = _list(buf, pos, _attribute)
-    values, pos = _list(buf, pos, decode_data)
-    return (descriptors, values), pos
-
-
-def _attributes_and_block(buf, pos):
-    descriptors, pos = _list(buf, pos, _attribute)
-    block, pos = _datablock(buf, pos)
-    return (descriptors, block), pos
-
-
-def _method_and_parameters(buf, pos):
+def _optional_data(buf, pos):
     # method-invocation-parameters Data OPTIONAL: None when absent, distinct
     # from a present null-data (0, None).
-    descriptor, pos = _method(buf, pos)
-    params = None
     if _byte(buf, pos):
-        params, pos = decode_data(buf, pos + 1)
-    else:
-        pos += 1
-    return (descriptor, params), pos
+        return decode_data(buf, pos + 1)
+    return None, pos + 1
 
 
-def _method_and_block(buf, pos):
-    descriptor, pos = _method(buf, pos)
-    block, pos = _datablock(buf, pos)
-    return (descriptor, block), pos
-
-
-def _methods_and_data(buf, pos):
-    descriptors, pos = _list(buf, pos, _method)
-    values, pos = _list(buf, pos, decode_data)
-    return (descriptors, values), pos
-
-
-def _methods_and_block(buf, pos):
-    descriptors, pos = _list(buf, pos, _method)
-    block, pos = _datablock(buf, pos)
-    return (descriptors, block), pos
-
-
-def _attributes(buf, pos):
-    return _list(buf, pos, _attribute)
+_attributes = _sequence_of(_attribute)
+_methods = _sequence_of(_method)
+_data_list = _sequence_of(decode_data)
 
 
 # {choice: payload decoder}; the payload follows invoke-id-and-priority.
 _GET_REQUEST = {
-    GET_NORMAL: _attribute,                    # descriptor
-    GET_NEXT: _block_number,                   # block number
-    GET_WITH_LIST: _attributes,                # [descriptor, ...]
+    GET_NORMAL: _attribute,                                        # descriptor
+    GET_NEXT: _block_number,                                       # block number
+    GET_WITH_LIST: _attributes,                                    # [descriptor, ...]
 }
 _SET_REQUEST = {
-    SET_NORMAL: _attribute_and_data,                       # (descriptor, value)
-    SET_WITH_FIRST_DATABLOCK: _attribute_and_block,        # (descriptor, datablock)
-    SET_WITH_DATABLOCK: _datablock,                        # datablock
-    SET_WITH_LIST: _attributes_and_data,                   # ([descriptor], [value])
-    SET_WITH_LIST_AND_FIRST_DATABLOCK: _attributes_and_block,  # ([descriptor], datablock)
+    SET_NORMAL: _pair(_attribute, decode_data),                    # (descriptor, value)
+    SET_WITH_FIRST_DATABLOCK: _pair(_attribute, _datablock),       # (descriptor, datablock)
+    SET_WITH_DATABLOCK: _datablock,                                # datablock
+    SET_WITH_LIST: _pair(_attributes, _data_list),                 # ([descriptor], [value])
+    SET_WITH_LIST_AND_FIRST_DATABLOCK: _pair(_attributes, _datablock),  # ([descriptor], datablock)
 }
 _ACTION_REQUEST = {
-    ACTION_NORMAL: _method_and_parameters,                 # (method, params or None)
-    ACTION_NEXT_PBLOCK: _block_number,                     # block number
-    ACTION_WITH_LIST: _methods_and_data,                   # ([method], [value])
-    ACTION_WITH_FIRST_PBLOCK: _method_and_block,           # (method, datablock)
-    ACTION_WITH_LIST_AND_FIRST_PBLOCK: _methods_and_block,  # ([method], datablock)
-    ACTION_WITH_PBLOCK: _datablock,                        # datablock
+    ACTION_NORMAL: _pair(_method, _optional_data),                 # (method, params or None)
+    ACTION_NEXT_PBLOCK: _block_number,                             # block number
+    ACTION_WITH_LIST: _pair(_methods, _data_list),                 # ([method], [value])
+    ACTION_WITH_FIRST_PBLOCK: _pair(_method, _datablock),          # (method, datablock)
+    ACTION_WITH_LIST_AND_FIRST_PBLOCK: _pair(_methods, _datablock),  # ([method], datablock)
+    ACTION_WITH_PBLOCK: _datablock,                                # datablock
 }
 
 

@@ -95,14 +95,7 @@ def decode_length(buf, pos):
     size = first & 0x7F
     if size == 0 or size > 4:
         raise DecodeError("unsupported length form")
-    end = pos + size
-    if end > len(buf):
-        raise DecodeError("truncated length")
-    n = 0
-    while pos < end:
-        n = (n << 8) | buf[pos]
-        pos += 1
-    return n, pos
+    return decode_uint(buf, pos, size)
 
 
 def encode_uint_into(out, value, size):

@@ -1,14 +1,13 @@
 # Profile generic (IC 7) and event logs: capture, automatic capture on the period
 # grid, the ring and its persistence, selective access by range and by entry,
 # the raw encoder, date-time boundaries with unspecified fields, SET checks.
-import binascii
-import os
 
 import micropython
 
 from testutil import value, raises
 
 from adapters.store import Store
+from test_store import TempDir
 from dlms import axdr
 from dlms.axdr import (
     ARRAY,
@@ -41,35 +40,11 @@ DAY = 86400
 CLOCK = obis("0-0:1.0.0.255")
 LP = obis("1-0:99.1.0.255")
 
-_BASE = "/tmp/dlms_profile_test_" + binascii.hexlify(os.urandom(6)).decode()
-_dirs = [0]
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        return
-    for e in entries:
-        p = path + "/" + e[0]
-        if e[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
-
-
-class TempStore:
+class TempStore(TempDir):
     """A Store in a fresh directory under /tmp, removed on exit."""
 
     def __enter__(self):
-        _dirs[0] += 1
-        self.path = _BASE + "/" + str(_dirs[0])
-        return Store(self.path, fsync=False)
-
-    def __exit__(self, *exc):
-        _rmtree(_BASE)
-        return False
+        return Store(super().__enter__(), fsync=False)
 
 
 class Source:
