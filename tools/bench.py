@@ -11,8 +11,8 @@ GuruxDLMS.c server 95 us per GET and 415 us per connect-associate-read-release-
 disconnect cycle, Gurux Python server 216 us per GET. The machine is shared: run it
 twice before believing a difference of a few percent. Nothing here asserts.
 
-Sections: get, cycle, heap, frozen, then the layer benchmarks tools/bench_gcm.py
-and tools/bench_metering.py when present (each prints its own figures).
+Sections: get, cycle, heap, frozen, then the layer benchmarks (gcm on the 32- and
+64-bit builds, metering, security, accuracy), each printing its own figures.
 """
 import argparse
 import pathlib
@@ -136,11 +136,22 @@ def main():
     if want("frozen"):
         size, count = frozen_size()
         report("frozen firmware bytecode", size, "bytes", "%d modules, mpy-cross -march=x86" % count)
-    for tool in ("bench_gcm.py", "bench_metering.py"):
-        name = tool[6:-3]
-        if want(name) and (ROOT / "tools" / tool).exists():
-            print("--- tools/%s" % tool, flush=True)
-            subprocess.run([sys.executable, str(ROOT / "tools" / tool)], cwd=ROOT, check=False)
+    # The layer benchmarks, each printing its own figures. GCM runs on both builds:
+    # the 32-bit meter build has no AES-NI path in mbedTLS 2.28, the 64-bit one has.
+    layers = (
+        ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython"]),
+        ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython64"]),
+        ("metering", ["build/micropython", "tools/bench_metering.py"]),
+        ("security", [sys.executable, "tools/bench_security.py"]),
+        ("accuracy", [sys.executable, "tools/bench_accuracy.py"]),
+    )
+    for name, cmd in layers:
+        script = next(a for a in cmd if a.startswith("tools/"))
+        if want(name) and (ROOT / script).exists():
+            if cmd[0].startswith("tools/"):
+                cmd = [sys.executable] + cmd
+            print("--- %s" % " ".join(cmd), flush=True)
+            subprocess.run(cmd, cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":

@@ -48,15 +48,23 @@ fetch_source() {
 # objects then take the RAM they take on a board, and "runs in a 64 KB heap" on the
 # simulator means what it says. Its libraries come from Debian's i386 architecture.
 dpkg --print-foreign-architectures | grep -qx i386 || { dpkg --add-architecture i386 && apt-get update -qq; }
-need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libmbedtls-dev:i386 libffi-dev:i386
+need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libmbedtls-dev:i386 libffi-dev:i386 \
+    libmbedtls-dev libffi-dev
 [ -n "${MPY_DIR:-}" ] || fetch_source
 make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 python3 "$ROOT/tools/legal_signature.py" --module "$BUILD/legal/legal.py" >/dev/null
-make -s -C "$SRC/ports/unix" -j"$JOBS" \
-    VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/unix32" MICROPY_FORCE_32BIT=1 \
-    PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig \
-    FROZEN_MANIFEST="$ROOT/boards/UNIX/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
-    MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true
-cp "$BUILD/unix32/micropython" "$BUILD/micropython.new" && mv -f "$BUILD/micropython.new" "$BUILD/micropython"
+# The meter runs on the 32-bit build; a 64-bit twin (build/micropython64) proves the
+# firmware on the other word size and gives the C module mbedTLS's AES-NI path, which
+# mbedTLS 2.28 has on x86-64 only (ESP32 and RP2040 use their own AES hardware).
+build_port() {  # build dir, output name, extra make arguments
+    dir=$1 out=$2; shift 2
+    make -s -C "$SRC/ports/unix" -j"$JOBS" \
+        VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/$dir" "$@" \
+        FROZEN_MANIFEST="$ROOT/boards/UNIX/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
+        MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true
+    cp "$BUILD/$dir/micropython" "$BUILD/$out.new" && mv -f "$BUILD/$out.new" "$BUILD/$out"
+}
+build_port unix32 micropython MICROPY_FORCE_32BIT=1 PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig
+build_port unix64 micropython64
 cp "$SRC/mpy-cross/build/mpy-cross" "$BUILD/mpy-cross"
 echo "build: $BUILD/micropython ready"
