@@ -164,6 +164,7 @@ def legal_signature():
 
 def serve(config):
     BOARD["firmware_signature"] = legal_signature()
+    BOARD["hdlc"]["physical"] = config["physical"]  # IEC HDLC setup shows what the link uses
     if BOARD.get("sim"):
         clock = SimulatedClock(config["speed"])
         # The metering task runs on simulated time that a clock SET cannot move.

@@ -200,3 +200,28 @@ def test_legal_metrology_identification_readable_by_the_public_client(meter):
     with CosemClient(meter.wrapper_port, "wrapper") as c:
         assert c.get(FIRMWARE_ID, 1, 2)
         assert c.get("1-0:0.2.8.255", 1, 2) == signature()
+
+
+def test_hdlc_setup_reflects_the_link(meter):
+    """IEC HDLC setup 0-0:22.0.0.255 (reader client): the defaults the link runs with."""
+    with CosemClient(meter.wrapper_port, "wrapper", client=LLS, password=LLS_PASSWORD) as c:
+        assert c.get("0-0:22.0.0.255", 23, 5) == 128  # max info field length transmit
+        assert c.get("0-0:22.0.0.255", 23, 6) == 128  # receive
+        assert c.get("0-0:22.0.0.255", 23, 3) == 1    # window size transmit
+        assert c.get("0-0:22.0.0.255", 23, 9) == 16   # device (physical) address
+
+
+def test_physical_address_option(tmp_path):
+    from meter import Meter
+
+    m = Meter(tmp_path / "state", extra_args=["--physical-address", "17"])
+    m.start()
+    try:
+        with GuruxClient.tcp(m.hdlc_port, "hdlc", server_physical=17) as c:
+            assert len(c.read(LDN, 1, 2)[0]) == 16
+        with CosemClient(m.wrapper_port, "wrapper", client=LLS, password=LLS_PASSWORD) as c:
+            assert c.get("0-0:22.0.0.255", 23, 9) == 17
+        with pytest.raises(Exception):  # the default address is not this meter's any more
+            GuruxClient(TcpLink("127.0.0.1", m.hdlc_port, timeout=1.0), "hdlc").connect()
+    finally:
+        m.stop()
