@@ -141,7 +141,9 @@ class Housekeeping:
 
     def __call__(self, now_ms):
         elapsed = self.task.clock()
-        self.task.advance(min(elapsed, self.duration) if self.duration else elapsed)
+        # The load lasts `duration` s from the task's own start (t0: the clock ran while
+        # the ADC tables and objects were built), so the energy is exactly P * duration.
+        self.task.advance(min(elapsed, self.task.t0 + self.duration) if self.duration else elapsed)
         utc = self.clock.now()
         if self.t.profiles[0].tick(utc):
             self.t.status.captured()
