@@ -11,51 +11,15 @@ from dlms_cosem.io import BlockingTcpIO, TcpTransport
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication
 from dlms_cosem.utils import parse_as_dlms_data
 from gurux_dlms import GXDLMSClient, GXDLMSException
-from gurux_dlms.enums import Authentication, InterfaceType, Security
-from gurux_dlms.secure import GXDLMSSecureClient
+from gurux_dlms.enums import Authentication, InterfaceType
 
-from clients import MANAGEMENT, GuruxClient, TcpLink
+from clients import AK, EK, MANAGEMENT, GuruxClient, TcpLink, next_counter, secure
 from meter import Meter
 
-EK = bytes(range(16))  # Green Book test keys: boards/UNIX/test_keys.json
-AK = bytes(range(0xD0, 0xE0))
 ENERGY = "1-0:1.8.0.255"
-INVOCATION_COUNTER = "0-0:43.1.0.255"
 SECURITY_LOG_CODE = "0-0:96.11.1.255"
 EXCEPTION_RESPONSE = 0xD8
 CIPHERED_GET_RESPONSES = (0xCC, 0xDB)  # glo-get-response, general-glo-ciphering
-
-
-class SecureGurux(GuruxClient):
-    """GuruxClient with GXDLMSSecureClient and HLS pass 3/4 after the AARE."""
-
-    def __init__(self, link, interface="wrapper", ek=EK, ak=AK, counter=1, title="4D4D4D0000000001"):
-        super().__init__(link, interface)
-        server = self.client.serverAddress
-        self.client = GXDLMSSecureClient(True, MANAGEMENT, server, Authentication.HIGH_GMAC, None,
-                                         InterfaceType.WRAPPER if interface == "wrapper" else InterfaceType.HDLC)
-        self.client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-        self.client.ciphering.systemTitle = bytes.fromhex(title)
-        self.client.ciphering.blockCipherKey = ek
-        self.client.ciphering.authenticationKey = ak
-        self.client.ciphering.invocationCounter = counter
-
-    def associate(self):
-        super().associate()
-        reply = self.exchange(self.client.getApplicationAssociationRequest())
-        self.client.parseApplicationAssociationResponse(reply.data)
-        return self
-
-
-def next_counter(port):
-    """IDIS: the public client reads the counter the meter expects next."""
-    with GuruxClient.tcp(port, "wrapper") as c:
-        return c.read(INVOCATION_COUNTER, 1, 2)[0]
-
-
-def secure(port, interface="wrapper", **kw):
-    kw.setdefault("counter", next_counter(port))
-    return SecureGurux(TcpLink("127.0.0.1", port), interface, **kw)
 
 
 def cosem_management(port, counter, ek=EK, title="4D4D4D0000000002"):

@@ -66,6 +66,7 @@ _PEER_COUNTER_RECORDS = (("ek", "ic_peer_ek"), ("bk", "ic_peer_bk"))
 _POLICIES = (0, 0x10, 0x20, 0x30)
 
 TAG_LEN = const(12)
+_GET_REQUEST = const(0xC0)
 SYSTEM_TITLE_LEN = const(8)
 _HLS_SC = const(0x10)          # Green Book 9.2.7.4: f() is always authentication only
 _HLS_F_LEN = const(17)         # SC || IC || T
@@ -262,15 +263,16 @@ class SecurityContext:
             self._ciphers[kind] = g
         return g
 
-    def accept_counter(self, kind, ic):
-        """Check ic against the peer counter of kind and persist it; returns the
-        counter value before the update. SecurityError on a replay."""
+    def accept_counter(self, kind, ic, durable=True):
+        """Check ic against the peer counter of kind and persist it (lazily for
+        reads: counters.PeerCounter); returns the counter value before the update.
+        SecurityError on a replay."""
         peer = self.peer_counters.get(kind)
         if peer is None:
             raise _deciphering("no counter for key %s" % kind)
         before = peer.value
         try:
-            peer.check_and_update(ic)
+            peer.check_and_update(ic, durable)
         except ReplayError as e:
             raise SecurityError(INVOCATION_COUNTER_ERROR, "invocation counter not above last accepted",
                                 (e.last + 1) & 0xFFFFFFFF)
@@ -450,7 +452,8 @@ class CipherSession:
                                     (self._ded_last + 1) & 0xFFFFFFFF)
             self._ded_last = ic
         else:
-            before = ctx.accept_counter(kind, ic)
+            # A GET changes nothing: its counter may reach flash lazily.
+            before = ctx.accept_counter(kind, ic, not plain or plain[0] != _GET_REQUEST)
             if kind == KEY_GLOBAL:
                 self._carrier_ek, self._ek_before = True, before
         if not plain or (plain_tag is not None and plain[0] != plain_tag):

@@ -214,3 +214,19 @@ def test_torn_first_put_is_not_lost():
             check(c.next() == 6)
             s.put("unrelated", b"")
             check(OwnCounter(Store(d), "own", reserve=5).next() == 11)
+
+
+def test_peer_counter_reads_persist_lazily_writes_at_once():
+    with TempDir() as d:
+        store = Store(d, fsync=False)
+        p = PeerCounter(store, "peer")
+        p.check_and_update(3)  # durable (the default): on flash before it returns
+        for ic in range(4, 4 + PeerCounter.LAZY_SPAN - 1):
+            p.check_and_update(ic, durable=False)
+        raises(ReplayError, p.check_and_update, 10, False)  # strict in RAM all the same
+        assert PeerCounter(store, "peer").value == 3  # reads not yet on flash
+        p.check_and_update(3 + PeerCounter.LAZY_SPAN, durable=False)  # a span behind: written
+        assert PeerCounter(store, "peer").value == 3 + PeerCounter.LAZY_SPAN
+        p.check_and_update(100, durable=False)
+        p.check_and_update(101)  # a write takes every read before it to flash too
+        assert PeerCounter(store, "peer").value == 101
