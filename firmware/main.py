@@ -132,6 +132,7 @@ class Housekeeping:
             self.t.power_log.record(EV_POWER_DOWN, int(last))
             self.t.status.raise_flag(StatusWord.POWER_DOWN)
         self.t.power_log.record(EV_POWER_UP, now)
+        self.store.put(ALIVE, b"%d" % now)  # a cut before the first period is logged too
 
     def clock_set(self, old, new):
         self.t.event_log.record(EV_CLOCK_OLD, old)

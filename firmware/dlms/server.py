@@ -32,6 +32,8 @@ _MIN_CLIENT_PDU = const(12)
 # Response header of a GET with-datablock: tag, choice, invoke, last, block(4), choice,
 # raw-data length (up to 3 octets).
 _BLOCK_OVERHEAD = const(12)
+# Header of a GET response normal: tag, choice, invoke, result choice.
+_NORMAL_OVERHEAD = const(4)
 
 _CIPHERED_CONTEXTS = (acse.CONTEXT_LN_CIPHERED, acse.CONTEXT_SN_CIPHERED)
 _ACSE_TAGS = (acse.AARQ, acse.RLRQ)
@@ -402,19 +404,23 @@ def _whole(result, limit):
 
 
 class _Chunks:
-    """Encoded bytes served block by block, with the streams' read(n) / done."""
+    """Encoded bytes served block by block, with the streams' read(n) / done; then,
+    if given, the rest of a stream whose first bytes `data` are."""
 
-    def __init__(self, data):
+    def __init__(self, data, rest=None):
         self.data = data
         self.pos = 0
+        self.rest = rest
 
     @property
     def done(self):
-        return self.pos >= len(self.data)
+        return self.pos >= len(self.data) and (self.rest is None or self.rest.done)
 
     def read(self, n):
         chunk = self.data[self.pos:self.pos + n]
         self.pos += len(chunk)
+        if len(chunk) < n and self.rest is not None:
+            chunk = bytes(chunk) + bytes(self.rest.read(n - len(chunk)))
         return chunk
 
 
@@ -429,9 +435,18 @@ def _get(assoc, request):
     if choice == apdu.GET_NORMAL:
         result = _data_result(assoc, value)
         if hasattr(result, "read"):
-            if blocks:  # a stream always goes in blocks: its size is unknown
-                return _start_blocks(assoc, invoke, result)
-            result = _whole(result, assoc.max_pdu)
+            # A stream's size is unknown: what fits one APDU goes as a normal
+            # response (some clients take no single-block transfer), the rest in blocks.
+            try:
+                first = result.read(assoc.max_pdu - _NORMAL_OVERHEAD)
+                whole = result.done
+            except AccessError as e:
+                return apdu.encode_get_response_normal(invoke, e.code)
+            if whole:
+                return apdu.encode_get_response_normal(invoke, first)
+            if not blocks:
+                return apdu.encode_get_response_normal(invoke, errors.OTHER_REASON)
+            return _start_blocks(assoc, invoke, _Chunks(first, result))
         response = apdu.encode_get_response_normal(invoke, result)
         if isinstance(result, int) or len(response) <= assoc.max_pdu:
             return response
