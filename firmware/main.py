@@ -116,6 +116,7 @@ class Housekeeping:
     def __init__(self, task, objects, clock, store, duration=0):
         self.task = task
         self.duration = duration
+        self.duration_left = True
         self.t = objects
         self.clock = clock
         self.store = store
@@ -144,7 +145,13 @@ class Housekeeping:
         elapsed = self.task.clock()
         # The load lasts `duration` s from the task's own start (t0: the clock ran while
         # the ADC tables and objects were built), so the energy is exactly P * duration.
-        self.task.advance(min(elapsed, self.task.t0 + self.duration) if self.duration else elapsed)
+        if self.duration and elapsed >= self.task.t0 + self.duration:
+            if self.duration_left:  # the load has ended: save the exact totals once
+                self.task.advance(self.task.t0 + self.duration)
+                self.task.flush()
+                self.duration_left = False
+        else:
+            self.task.advance(elapsed)
         utc = self.clock.now()
         if self.t.profiles[0].tick(utc):
             self.t.status.captured()

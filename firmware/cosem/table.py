@@ -115,17 +115,18 @@ def access_rights():
 # the two tables equal). A (getter, argument) pair passes the argument. Energy is
 # published in mWh (scaler -3) as long64-unsigned: fine enough to verify accuracy
 # over an hour at 5 % of nominal current, and it does not wrap in a meter's life.
+# It is the energy as last saved (billed_mwh), so a value read is never lost.
 def registers():
     """Built when called, freed after start-up: module-level tables would hold RAM for good."""
     return (
-        ("1-0:1.8.0.255", ("energy_mwh", E_ACTIVE_IMPORT), LONG64_UNSIGNED, -3, 30),
-        ("1-0:2.8.0.255", ("energy_mwh", E_ACTIVE_EXPORT), LONG64_UNSIGNED, -3, 30),
-        ("1-0:3.8.0.255", ("energy_mwh", E_REACTIVE_IMPORT), LONG64_UNSIGNED, -3, 32),
-        ("1-0:4.8.0.255", ("energy_mwh", E_REACTIVE_EXPORT), LONG64_UNSIGNED, -3, 32),
-        ("1-0:5.8.0.255", ("energy_mwh", E_REACTIVE_Q1), LONG64_UNSIGNED, -3, 32),
-        ("1-0:6.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 1), LONG64_UNSIGNED, -3, 32),
-        ("1-0:7.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 2), LONG64_UNSIGNED, -3, 32),
-        ("1-0:8.8.0.255", ("energy_mwh", E_REACTIVE_Q1 + 3), LONG64_UNSIGNED, -3, 32),
+        ("1-0:1.8.0.255", ("billed_mwh", E_ACTIVE_IMPORT), LONG64_UNSIGNED, -3, 30),
+        ("1-0:2.8.0.255", ("billed_mwh", E_ACTIVE_EXPORT), LONG64_UNSIGNED, -3, 30),
+        ("1-0:3.8.0.255", ("billed_mwh", E_REACTIVE_IMPORT), LONG64_UNSIGNED, -3, 32),
+        ("1-0:4.8.0.255", ("billed_mwh", E_REACTIVE_EXPORT), LONG64_UNSIGNED, -3, 32),
+        ("1-0:5.8.0.255", ("billed_mwh", E_REACTIVE_Q1), LONG64_UNSIGNED, -3, 32),
+        ("1-0:6.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 1), LONG64_UNSIGNED, -3, 32),
+        ("1-0:7.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 2), LONG64_UNSIGNED, -3, 32),
+        ("1-0:8.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 3), LONG64_UNSIGNED, -3, 32),
         ("1-0:32.7.0.255", "voltage", LONG_UNSIGNED, -2, 35),
         ("1-0:31.7.0.255", "current", DOUBLE_LONG_UNSIGNED, -3, 33),
         ("1-0:1.7.0.255", "power_import", DOUBLE_LONG_UNSIGNED, -2, 27),

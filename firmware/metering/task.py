@@ -60,6 +60,7 @@ from metering.energy import (
     INST_FREQ,
 )
 
+_BILLED = const(8)  # energy.py E_ACTIVE_IMPORT .. E_REACTIVE_EXPORT
 BLOCK = const(200)  # sample pairs per block: 50 ms at 4 kHz
 RECORD = "energy"
 _FORMAT = "<14Q"  # snapshot(): version, den, then (mWh, residue) for 6 registers
@@ -102,6 +103,7 @@ class MeteringTask:
         self.thinned_s = 0
         self.writes = 0
         self.restored = self._restore()
+        self._bill()
         self._saved_pairs = 0
         self._saved_mwh = self._active_mwh()
 
@@ -150,6 +152,7 @@ class MeteringTask:
 
     def _save(self):
         self.store.put(RECORD, struct.pack(_FORMAT, *self.meter.snapshot()))
+        self._bill()
         self.writes += 1
         self._saved_pairs = self.pairs
         self._saved_mwh = self._active_mwh()
@@ -168,7 +171,16 @@ class MeteringTask:
             return False  # another firmware's record: start from zero, keep the file
         return True
 
+    def _bill(self):
+        self._billed = [self.meter.energy(reg) for reg in range(_BILLED)]
+
     # -- register getters (units and scalers: module docstring) -------------------
+
+    def billed_mwh(self, reg):
+        """Energy as last saved: what the energy registers publish, so that every
+        value a client reads is already on flash and no power cut can take a
+        register below it (the price: it moves in persistence quanta, 1 Wh or 60 s)."""
+        return self._billed[reg]
 
     def energy_mwh(self, reg):
         return self.meter.energy(reg)

@@ -503,7 +503,7 @@ def test_client_rights():
 
 
 def test_table_lookup():
-    t, _ = meter(sources={"energy_mwh": lambda reg: 1234 if reg == 0 else 0, "invocation_counter": lambda: 77})
+    t, _ = meter(sources={"billed_mwh": lambda reg: 1234 if reg == 0 else 0, "invocation_counter": lambda: 77})
     reg = t.lookup(3, ENERGY)
     assert isinstance(reg, Register) and reg.get(2, None) == (21, 1234)  # mWh, long64-unsigned
     assert t.lookup(3, bytearray(ENERGY)) is reg
@@ -548,6 +548,6 @@ def test_register_table_matches_the_metering_units():
 
     for name, getter, tag, scaler, unit in registers():
         if isinstance(getter, tuple):  # energies: mWh / mvarh
-            assert getter[0] == "energy_mwh" and scaler == -3 and unit in (30, 32), name
+            assert getter[0] == "billed_mwh" and scaler == -3 and unit in (30, 32), name
         else:
             assert SCALER_UNIT[getter] == (scaler, unit), name
