@@ -61,6 +61,14 @@ def wrapper_link(meter, associate=True):
     still_serves(meter)
 
 
+def session_on(c):
+    """A whole valid session on the client's link: connect, read, release, disconnect."""
+    c.connect()
+    assert len(c.read(LDN, 1, 2)[0]) == 16
+    c.release()
+    c.disconnect()
+
+
 def gurux_on(link):
     return GuruxClient(link, "hdlc")
 
@@ -73,10 +81,7 @@ def test_random_bytes_then_a_valid_session_on_the_same_connection(meter):
         for _ in range(20):
             link.send(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))))
         assert link.recv_quiet(0.6) == b"", "garbage was answered"
-        c.connect()
-        assert len(c.read(LDN, 1, 2)[0]) == 16
-        c.release()
-        c.disconnect()
+        session_on(c)
     finally:
         c.close()
     still_serves(meter)
@@ -102,10 +107,7 @@ def test_spoiled_snrm_is_not_answered(meter, spoil):
         link.send(bytes(snrm))
         assert b"\x73" not in link.recv_quiet(0.6), "a spoiled frame was acknowledged"
         c = gurux_on(link)  # fresh gurux state, same TCP connection
-        c.connect()
-        assert len(c.read(LDN, 1, 2)[0]) == 16
-        c.release()
-        c.disconnect()
+        session_on(c)
     finally:
         c.close()
     still_serves(meter)
