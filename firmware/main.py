@@ -10,7 +10,7 @@ from board import BOARD
 from dlms.hdlc import HDLCLink
 from dlms.wrapper import WrapperLink
 from dlms.server import DlmsServer
-from cosem.table import build_objects
+from cosem.table import build_objects, client_policies
 from dlms.keys import describe_keys
 from dlms.security import load_security
 from adapters import net
@@ -49,6 +49,7 @@ DEFAULTS = {"host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state
 SIM_KEYS = ("voltage", "current", "phase", "frequency", "noise", "offset")
 ALIVE = "alive"  # Store record: the last simulated second the meter knew it was running
 ALIVE_PERIOD_S = 60
+RESERVE = 16 * 1024  # contiguous heap kept free for run-time buffers (see serve)
 
 
 def parse_args(argv):
@@ -181,18 +182,25 @@ def serve(config):
         elapsed = SimulatedClock(config["speed"], start=0)
     else:
         clock, elapsed = BoardRTC(), Elapsed()
+    # The links' buffers first: they are the largest blocks the meter keeps, and a
+    # heap fragmented by building everything else might no longer have room for them.
+    # Then a reserve, freed once all is built: the many small objects built meanwhile
+    # go around it, and it stays one free run for the GET blocks' buffers (the GC does
+    # not move objects: room for a 1 KB block is planned, not hoped for).
+    loop = net.Loop(None)
+    reserve = bytearray(RESERVE)
+    clients = [policy[0] for policy in client_policies()]
+    loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
+    loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
     store = Store(config["state"])
     security = load_security(store, BOARD)
     source = make_source(config)
     task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
                         budget_pairs=2000000)
     objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
-    server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
+    server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
     print(describe_keys(security.keys if security else None))
-    loop = net.Loop(server)
-    hdlc = dict(BOARD["hdlc"])
-    loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(hdlc, config["physical"], objects.clients()))
-    loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
+    del reserve
     housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
     announce(config, server)
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else

@@ -6,11 +6,13 @@ the simulated clock by that many sample periods. Floats are used only to build t
 when the configuration changes; the per-sample loop is integer viper:
 
 - a 30-bit phase accumulator (DDS) steps through one-period tables of the voltage and
-  current waveforms (1024 points, Q8 LSB, linear interpolation). Each harmonic's table
-  amplitude is divided by sinc(h*pi/1024)**2, the gain of linear interpolation, so the
-  generated waveform carries exactly the configured amplitudes;
-- noise comes from a per-channel table of 1024 Gaussian values (Box-Muller on a seeded
-  LCG, normalised to zero mean and the configured RMS) indexed by a 30-bit LCG per
+  current waveforms (256 points, Q8 LSB, linear interpolation). Each harmonic's table
+  amplitude is divided by sinc(h*pi/256)**2, the gain of linear interpolation, so the
+  generated waveform carries exactly the configured amplitudes (the interpolation's
+  images sit near the 255th harmonic, ~1e-5 of the fundamental: no measurable power);
+- noise comes from a per-channel table of 256 Gaussian values (Box-Muller on a seeded
+  LCG, normalised to zero mean and the configured RMS; int16, Q8 LSB, or coarser by
+  `noise shift` bits when the RMS is beyond ~20 LSB) indexed by a 30-bit LCG per
   sample: deterministic for a given seed, on every port;
 - DC offset is added, then the sum is rounded to an LSB and clamped to the ADC range.
 
@@ -42,15 +44,21 @@ Replay file format ("ADCR", little-endian): a 24-byte header
     | u32 v_uv_per_lsb | u32 i_ua_per_lsb | u32 reserved = 0
 followed by sample pairs, each int16 voltage then int16 current. record() writes one
 from any source with fill(); ReplayADC reads it back."""
-import gc
 import math
 import struct
 import micropython
 from array import array
 from micropython import const
 
-_TSIZE = const(1024)
-_NOISE = const(1024)
+# Memory: the meter runs in a 64 KB heap, so the simulator keeps its tables small and
+# in separate ~1 KB arrays: two waveform tables of 257 int32 (1028 bytes each) and two
+# noise tables of 256 int16 (512 bytes each), ~3.1 KB in all, each allocated at its final
+# size (no same-size temporary).
+_TSIZE = const(256)
+_TSHIFT = const(22)  # phase (30 bits) >> 22: table index
+_NOISE = const(256)
+_NSHIFT = const(22)  # LCG (30 bits) >> 22: noise index
+_NQ12_MAX = const(32767)
 _TAB_BIAS = const(1 << 24)  # ptr32 loads zero-extend on 64-bit: tables hold value + bias
 _LCG_MUL = const(1664525)
 _LCG_ADD = const(1013904223)
@@ -67,58 +75,67 @@ _S_OFFI = const(6)
 _S_LO = const(7)  # ADC range, + _TAB_BIAS
 _S_HI = const(8)
 _S_NOISY = const(9)  # 0 none, 1 white, 2 high-pass (first difference)
-_S_PV = const(10)  # previous noise table values (biased), for the high-pass shape
+_S_PV = const(10)  # previous noise values (Q8 LSB, biased), for the high-pass shape
 _S_PI = const(11)
-_S_SIZE = const(12)
+_S_NSV = const(12)  # noise table shifts: table value << shift is Q8 LSB
+_S_NSI = const(13)
+_S_SIZE = const(14)
 
-# tabs: voltage table (TSIZE + 1), current table (TSIZE + 1), voltage noise, current noise.
-_T_I = const(_TSIZE + 1)
-_T_NV = const(2 * (_TSIZE + 1))
-_T_NI = const(2 * (_TSIZE + 1) + _NOISE)
+
+def _zeros(typecode, n):
+    # array of n zeros allocated once at its final size: array(tc, bytes(k)) would
+    # first build a same-size bytes temporary.
+    a = array(typecode, range(n))
+    for k in range(n):
+        a[k] = 0
+    return a
 
 
 @micropython.viper
 def _synth(vout, iout, tabs, st):
+    # tabs: (voltage table, current table, voltage noise, current noise).
     vo = ptr16(vout)
     io = ptr16(iout)
-    t = ptr32(tabs)
+    tv = ptr32(tabs[0])
+    ti = ptr32(tabs[1])
+    tnv = ptr16(tabs[2])
+    tni = ptr16(tabs[3])
     s = ptr32(st)
     n = s[_S_N]
     ph = s[_S_PHASE]
     step = s[_S_STEP]
     rv = s[_S_RV]
     ri = s[_S_RI]
-    offv = s[_S_OFFV] - _TAB_BIAS - 2 * _TAB_BIAS + 128  # three biased terms, rounding
-    offi = s[_S_OFFI] - _TAB_BIAS - 2 * _TAB_BIAS + 128
+    offv = s[_S_OFFV] - 2 * _TAB_BIAS + 128  # biased offset and table value, rounding
+    offi = s[_S_OFFI] - 2 * _TAB_BIAS + 128
     lo = s[_S_LO] - _TAB_BIAS
     hi = s[_S_HI] - _TAB_BIAS
     noisy = s[_S_NOISY]
-    pv = s[_S_PV]
-    pi = s[_S_PI]
+    pv = s[_S_PV] - _TAB_BIAS
+    pi = s[_S_PI] - _TAB_BIAS
+    shv = s[_S_NSV]
+    shi = s[_S_NSI]
     k = 0
     while k < n:
-        idx = ph >> 20
-        fr = (ph >> 6) & 0x3FFF
-        a = t[idx]
-        y = a + (((t[idx + 1] - a) * fr) >> 14) + offv
-        a = t[_T_I + idx]
-        z = a + (((t[_T_I + idx + 1] - a) * fr) >> 14) + offi
+        idx = ph >> _TSHIFT
+        fr = (ph >> 8) & 0x3FFF
+        a = tv[idx]
+        y = a + (((tv[idx + 1] - a) * fr) >> 14) + offv
+        a = ti[idx]
+        z = a + (((ti[idx + 1] - a) * fr) >> 14) + offi
         if noisy != 0:
             rv = (rv * _LCG_MUL + _LCG_ADD) & _MASK30
             ri = (ri * _LCG_MUL + _LCG_ADD) & _MASK30
-            nv = t[_T_NV + (rv >> 20)]
-            ni = t[_T_NI + (ri >> 20)]
+            nv = ((int(tnv[rv >> _NSHIFT]) ^ 0x8000) - 0x8000) << shv
+            ni = ((int(tni[ri >> _NSHIFT]) ^ 0x8000) - 0x8000) << shi
             if noisy == 2:
-                y += nv - pv + _TAB_BIAS
-                z += ni - pi + _TAB_BIAS
+                y += nv - pv
+                z += ni - pi
                 pv = nv
                 pi = ni
             else:
                 y += nv
                 z += ni
-        else:
-            y += _TAB_BIAS
-            z += _TAB_BIAS
         y >>= 8
         z >>= 8
         if y < lo:
@@ -136,8 +153,8 @@ def _synth(vout, iout, tabs, st):
     s[_S_PHASE] = ph
     s[_S_RV] = rv
     s[_S_RI] = ri
-    s[_S_PV] = pv
-    s[_S_PI] = pi
+    s[_S_PV] = pv + _TAB_BIAS
+    s[_S_PI] = pi + _TAB_BIAS
 
 
 _SHAPES = {"white": 1, "hp": 2}
@@ -161,27 +178,36 @@ class _Lcg:
         return ((self.next() >> 6) + 0.5) / (1 << 24)
 
 
-def _noise_table(sigma, rng, out, base):
-    # Two passes over the int table itself (Q12 draws first), so building it needs no
-    # list of 1024 boxed floats: the simulator also runs in a 64-128 KB heap.
+def _noise_table(sigma, rng, out):
+    """Fill the int16 table `out` with _NOISE Gaussian values of RMS sigma LSB, zero
+    mean; returns the shift that makes them Q8 LSB (0 unless sigma is beyond ~20 LSB).
+    Two passes over the table itself (Q12 draws first, |draw| < 5.9 * 4096 fits int16),
+    so building it needs no list of boxed floats."""
     k = 0
     while k < _NOISE:
         r = math.sqrt(-2.0 * math.log(rng.uniform()))
         a = 2 * math.pi * rng.uniform()
-        out[base + k] = int(r * math.cos(a) * 4096)
-        out[base + k + 1] = int(r * math.sin(a) * 4096)
+        out[k] = int(r * math.cos(a) * 4096)
+        out[k + 1] = int(r * math.sin(a) * 4096)
         k += 2
     total = 0
     for k in range(_NOISE):
-        total += out[base + k]
+        total += out[k]
     mean = total / _NOISE
     acc = 0.0
+    peak = 0.0
     for k in range(_NOISE):
-        d = out[base + k] - mean
+        d = out[k] - mean
         acc += d * d
+        peak = max(peak, abs(d))
     scale = sigma * 256 / (math.sqrt(acc / _NOISE) or 1.0)
+    shift = 0
+    while peak * scale / (1 << shift) > _NQ12_MAX - 1:
+        shift += 1
+    scale /= 1 << shift
     for k in range(_NOISE):
-        out[base + k] = int(round((out[base + k] - mean) * scale)) + _TAB_BIAS
+        out[k] = int(round((out[k] - mean) * scale))
+    return shift
 
 
 class SimADC:
@@ -206,9 +232,8 @@ class SimADC:
     def __init__(self, config=None):
         self.config = dict(self.DEFAULTS)
         self.samples = 0
-        gc.collect()  # one 16 KB table: give a small, fragmented heap its best chance
-        self._tabs = array("i", bytes(4 * (2 * (_TSIZE + 1) + 2 * _NOISE)))
-        self._st = array("i", bytes(4 * _S_SIZE))
+        self._tabs = (_zeros("i", _TSIZE + 1), _zeros("i", _TSIZE + 1), _zeros("h", _NOISE), _zeros("h", _NOISE))
+        self._st = _zeros("i", _S_SIZE)
         self.configure(config or {})
 
     @property
@@ -228,8 +253,8 @@ class SimADC:
         vpk = c["voltage"] * math.sqrt(2) / c["v_lsb"] * 256
         ipk = c["current"] * math.sqrt(2) / c["i_lsb"] * 256
         skew = 2 * math.pi * c["freq"] * c["skew"] / c["sample_rate"]
-        self._table(0, vpk, 0.0, 0.0, harm.get("v", ()))
-        self._table(_T_I, ipk, -math.radians(c["phase"]), skew, harm.get("i", ()))
+        self._table(self._tabs[0], vpk, 0.0, 0.0, harm.get("v", ()))
+        self._table(self._tabs[1], ipk, -math.radians(c["phase"]), skew, harm.get("i", ()))
         st = self._st
         nv, ni = _pair(c["noise"])
         ov, oi = _pair(c["offset"])
@@ -245,16 +270,17 @@ class SimADC:
         # A first difference of two independent draws has sqrt(2) times their RMS.
         scale = 0.7071067811865476 if shape == 2 else 1.0
         rng = _Lcg(c["seed"])
-        _noise_table(nv * scale, rng, self._tabs, _T_NV)
-        _noise_table(ni * scale, rng, self._tabs, _T_NI)
-        st[_S_PV] = self._tabs[_T_NV]
-        st[_S_PI] = self._tabs[_T_NI]
+        tabs = self._tabs
+        st[_S_NSV] = _noise_table(nv * scale, rng, tabs[2])
+        st[_S_NSI] = _noise_table(ni * scale, rng, tabs[3])
+        st[_S_PV] = (tabs[2][0] << st[_S_NSV]) + _TAB_BIAS
+        st[_S_PI] = (tabs[3][0] << st[_S_NSI]) + _TAB_BIAS
         if "seed" in changes or not self.samples:
             st[_S_RV] = rng.next()
             st[_S_RI] = rng.next()
         self._set_step()
 
-    def _table(self, base, peak, phase, skew, harmonics):
+    def _table(self, t, peak, phase, skew, harmonics):
         w = 2 * math.pi / _TSIZE
         comps = [(1, 1.0, phase + skew)]
         for h, pct, deg in harmonics:
@@ -264,12 +290,11 @@ class SimADC:
         for h, amp, ph in comps:
             x = h * math.pi / _TSIZE
             gains.append((h, peak * amp / (math.sin(x) / x) ** 2, ph))
-        t = self._tabs
         for k in range(_TSIZE + 1):
             y = 0.0
             for h, amp, ph in gains:
                 y += amp * math.sin(h * w * k + ph)
-            t[base + k] = int(round(y)) + _TAB_BIAS
+            t[k] = int(round(y)) + _TAB_BIAS
 
     def _set_step(self):
         c = self.config
@@ -398,7 +423,7 @@ class ReplayADC:
         self._cal = {"v_uv_per_lsb": kv, "i_ua_per_lsb": ki}
         self.loop = loop
         self.samples = 0
-        self._buf = array("h", bytes(4 * block))
+        self._buf = _zeros("h", 2 * block)
 
     def calibration(self):
         return dict(self._cal)

@@ -73,7 +73,7 @@ class Loop:
         client.setblocking(False)  # readinto returns what has arrived, never waits
         conn = Connection(client, free.pop(), self.server)
         conn.pool = free
-        self.connections[client] = conn
+        self.connections[client] = conn  # conn.server: the loop's, set once built
         self.poll.register(client, select.POLLIN)
 
     def _drop(self, sock):

@@ -30,6 +30,10 @@ Blue Book enumeration):
     inst[INST_S]                  0.01 VA scaler -2, unit 28 (VA)    1-0:9.7.0
     inst[INST_PF]                 0.001   scaler -3, unit 255        1-0:13.7.0
     inst[INST_FREQ]               mHz     scaler -3, unit 44 (Hz)    1-0:14.7.0
+update() works in small ints only (kernel.muldiv / kernel.q64 for the wide products and
+quotients, exact to the rounding of the last step): the instantaneous values, and
+`active_q8`, the active energy (import + export) booked in the last window in 1/256 mWh,
+from which the task decides when to persist without reading the long-int registers.
 Instantaneous values are means over the last measurement window (1 s by default):
 RMS includes the ADC noise floor; PF = |P| / (Vrms * Irms), 0 when there is no
 current; frequency is 0 while no mains cycle is seen. They refresh when `windows`
@@ -39,7 +43,7 @@ import micropython
 from array import array
 from micropython import const
 
-from metering.kernel import Kernel, MAX_CHUNK, W_VV, W_II, W_P, W_Q, as_calibration, read64
+from metering.kernel import Kernel, MAX_CHUNK, W_VV, W_II, W_P, W_Q, as_calibration, read64, muldiv, q64, zeros
 
 E_ACTIVE_IMPORT = const(0)
 E_ACTIVE_EXPORT = const(1)
@@ -95,22 +99,73 @@ def _book(acc, p: int, q: int):
         a[j + 1] = a[j + 1] + 1
 
 
+@micropython.viper
+def _delta(raw, mark, last):
+    # last = raw - mark, mark = raw, for the six 64-bit registers (exact, portable:
+    # 32-bit words compared unsigned for the borrow).
+    r = ptr32(raw)
+    m = ptr32(mark)
+    d = ptr32(last)
+    k = 0
+    while k < 2 * _N_REGS:
+        a = uint(r[k])
+        b = uint(m[k])
+        d[k] = a - b
+        borrow = 1 if a < b else 0
+        d[k + 1] = r[k + 1] - m[k + 1] - borrow
+        m[k] = r[k]
+        m[k + 1] = r[k + 1]
+        k += 2
+
+
+def _shift_for(m, top):
+    """Even s <= top with |m| << s below 2**28 (m a small int)."""
+    m = abs(m)
+    s = 0
+    while s < top and m < (1 << 26):
+        m <<= 2
+        s += 2
+    return s
+
+
+def _isqrt_small(n):
+    """floor(sqrt(n)) for 0 <= n < 2**30, small ints."""
+    if n <= 0:
+        return 0
+    x = 1 << 15
+    while True:
+        y = (x + n // x) >> 1
+        if y >= x:
+            break
+        x = y
+    while x * x > n:
+        x -= 1
+    return x
+
+
+def _rms_q12(w, k, total, n):
+    """RMS in Q12 counts of a window: sum of squares at w[k] (64-bit), plain sum
+    `total`, n samples, the DC taken out. Small ints only."""
+    s = _shift_for(q64(w, k, n, 0), 24)
+    msq = q64(w, k, n, s)  # mean square << s, < 2**28
+    mean = muldiv(total, 1 << s, n, 0)
+    var = msq - muldiv(mean, mean, 1, s)
+    if var <= 0:
+        return 0
+    e = 24 - s  # even: sqrt(var << e) is the Q12 RMS, < 2**26
+    x = _isqrt_small(var) << (e >> 1)
+    if e:
+        j = 0
+        while j < 3 and x > 0:  # Newton from a 14-bit start: exact to +-1 after 2
+            x = (x + muldiv(var, 1 << e, x, 0)) >> 1
+            j += 1
+    return x
+
+
 def _gcd(a, b):
     while b:
         a, b = b, a % b
     return a
-
-
-def _isqrt(n):
-    """floor(sqrt(n)) by Newton's method."""
-    if n <= 0:
-        return 0
-    x = n
-    y = (x + 1) >> 1
-    while y < x:
-        x = y
-        y = (x + n // x) >> 1
-    return x
 
 
 def energy_fraction(v_uv_per_lsb, i_ua_per_lsb, sample_rate):
@@ -140,13 +195,14 @@ class Meter:
         self.cal = as_calibration(calibration)
         self.sample_rate = sample_rate
         self.kernel = Kernel(self.cal, sample_rate, window)
-        self._raw = array("i", bytes(8 * _N_REGS))
+        self._raw = zeros("i", 2 * _N_REGS)
         self._base = [0] * _N_REGS  # in 1/den mWh
         self.num = self.den = 1
         self.inst = [0] * _N_INST
         self.windows = 0
-        self._mark = array("i", bytes(8 * _N_REGS))  # raw at the end of the last window
-        self._last = [0] * _N_REGS  # raw booked during the last complete window
+        self.active_q8 = 0  # active energy booked in the last window, 1/256 mWh
+        self._mark = zeros("i", 2 * _N_REGS)  # raw at the end of the last window
+        self._last = zeros("i", 2 * _N_REGS)  # raw booked during the last window (64-bit)
         self._constants()
 
     def _constants(self):
@@ -156,6 +212,11 @@ class Meter:
         self._creep = (cal.i_start_ua * cal.i_start_ua << 4) // (cal.i_ua_per_lsb * cal.i_ua_per_lsb)
         if self._creep >= 1 << 22:
             raise ValueError("i_start_ua beyond the current range")
+        # Small-int constants for update(), computed here once with long ints:
+        # kvi / 1e10 (0.01 W per count**2) = _kq / 2**_kk, and mWh per count**2-sample
+        # num / den = _kw / 2**_kwb, each mantissa in [2**28, 2**29): 3.7e-9 relative.
+        self._kq, self._kk = _mantissa(cal.v_uv_per_lsb * cal.i_ua_per_lsb, 10**10)
+        self._kw, self._kwb = _mantissa(self.num, self.den)
 
     def _total(self, reg):
         """Register `reg` in 1/den mWh (long int: not on the sampling path)."""
@@ -206,31 +267,36 @@ class Meter:
         if not k.pending:
             return
         k.update()
-        for reg in range(_N_REGS):
-            now = read64(self._raw, 2 * reg)
-            self._last[reg] = now - read64(self._mark, 2 * reg)
-        for j in range(2 * _N_REGS):
-            self._mark[j] = self._raw[j]
+        # Small ints only from here (see the module docstring).
+        last = self._last
+        _delta(self._raw, self._mark, last)
+        # Active energy of the window: count**2-samples / 4096 (< 2**23 each), then mWh.
+        a = q64(last, 2 * E_ACTIVE_IMPORT, 4096, 0) + q64(last, 2 * E_ACTIVE_EXPORT, 4096, 0)
+        self.active_q8 = muldiv(a, self._kw, 1, self._kwb - 20) if self._kwb >= 20 else a * self._kw
         w = k.done
         n = k.w_n
-        kvi = self.cal.v_uv_per_lsb * self.cal.i_ua_per_lsb  # pW per count**2
+        kk = self._kk
         # AC RMS: the window's DC (residual offset) taken out, Q12 counts.
-        rv = _isqrt(((read64(w, W_VV) - k.w_sv * k.w_sv // n) << 24) // n)
-        ri = _isqrt(((read64(w, W_II) - k.w_si * k.w_si // n) << 24) // n)
+        rv = _rms_q12(w, W_VV, k.w_sv, n)
+        ri = _rms_q12(w, W_II, k.w_si, n)
         inst = self.inst
-        inst[INST_VOLTAGE] = _div(rv * self.cal.v_uv_per_lsb, 10000 << 12)
-        inst[INST_CURRENT] = _div(ri * self.cal.i_ua_per_lsb, 1000 << 12)
-        p = _div(read64(w, W_P) * kvi, n * 10**10)  # 0.01 W
-        q = _div(read64(w, W_Q) * kvi, n * 10**10)
+        inst[INST_VOLTAGE] = muldiv(rv, self.cal.v_uv_per_lsb, 10000, 12)
+        inst[INST_CURRENT] = muldiv(ri, self.cal.i_ua_per_lsb, 1000, 12)
+        # Mean P and Q per sample in count**2 << sp, then 0.01 W / var.
+        sp = _shift_for(q64(w, W_P, n, 0), 28)
+        pm = q64(w, W_P, n, sp)
+        p = muldiv(pm, self._kq, 1, sp + kk)
+        sq = _shift_for(q64(w, W_Q, n, 0), 28)
+        q = muldiv(q64(w, W_Q, n, sq), self._kq, 1, sq + kk)
         inst[INST_P_IMPORT] = p if p > 0 else 0
         inst[INST_P_EXPORT] = -p if p < 0 else 0
         inst[INST_Q_IMPORT] = q if q > 0 else 0
         inst[INST_Q_EXPORT] = -q if q < 0 else 0
-        s = rv * ri  # count**2, Q24
-        inst[INST_S] = _div(s * kvi, 10**10 << 24)
+        s6 = muldiv(rv, ri, 1, 18)  # Vrms * Irms, count**2 in Q6
+        inst[INST_S] = muldiv(s6, self._kq, 1, 6 + kk)
         pf = 0
-        if s > 0:
-            pf = _div(abs(read64(w, W_P)) * (1000 << 24), n * s)
+        if s6 > 0:
+            pf = muldiv(abs(pm), 1000 << 6, s6, sp)
             pf = 1000 if pf > 1000 else pf
         inst[INST_PF] = pf
         inst[INST_FREQ] = k.freq_mhz
@@ -240,7 +306,7 @@ class Meter:
         """Book the last complete window's energy `count` more times: the task's
         thinning at high simulation speed (metering/task.py). Exact in count**2."""
         for reg in range(_N_REGS):
-            self._base[reg] += self._last[reg] * count * self.num
+            self._base[reg] += read64(self._last, 2 * reg) * count * self.num
 
     def instantaneous(self):
         return tuple(self.inst)
@@ -299,6 +365,14 @@ class Meter:
         self._base = totals
 
 
-def _div(x, y):
-    """x / y rounded half away from zero (y > 0)."""
-    return (x + (y >> 1)) // y if x >= 0 else -((-x + (y >> 1)) // y)
+def _mantissa(num, den):
+    """(m, b): num / den = m / 2**b with 2**28 <= m < 2**29 (long ints: setup only)."""
+    b = 0
+    m = num // den
+    while m >= 1 << 29:
+        b -= 1
+        m = num // (den << -b)
+    while m < 1 << 28:
+        b += 1
+        m = (num << b) // den
+    return m, b

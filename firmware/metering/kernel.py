@@ -12,8 +12,12 @@ Two paths, because ESP32, RP2040 and our 32-bit unix build have 31-bit small int
             64-bit accumulators written by viper (_acc2). Allocates nothing
             (tests/mpy/test_metering.py proves it with micropython.heap_lock()).
   update()  once per measurement window (1 s by default), after chunk() returned 1:
-            frequency, offset tracking, coefficient refresh. It may allocate long-int
-            temporaries (a few hundred bytes a second, printed by tools/bench_metering.py).
+            frequency, offset tracking, coefficient refresh. Also small ints only: the
+            products and quotients wider than 30 bits go through two viper helpers,
+            muldiv(a, b, c, sh) = round(a*b / (c << sh)) with a 60-bit product and
+            q64(acc, k, c, s) = round((64-bit accumulator << s) / c), both exact
+            (bit-serial division), so the meter runs in a 64 KB heap without a long-int
+            churn of kilobytes a second (tools/bench_metering.py prints the bytes).
             chunk() latches what update() needs, so a late update() loses nothing.
 
 Samples are signed 12-bit ADC codes (mid-scale removed) in array('h'). Per chunk the
@@ -97,10 +101,11 @@ _ST_SIZE = const(28)
 # ptr32 loads zero-extend on 64-bit ports, so values the loop reads back that can be
 # negative are stored with this bias added.
 _BIAS = const(1 << 20)
-_ONE_Q30 = const(1073741824)
-# 2*pi and pi/2 in Q30 (too wide for const() on 32-bit ports).
-TWO_PI_Q30 = 6746518852
-HALF_PI_Q30 = 1686629713
+# Angles and trigonometry in Q29 (2**30 itself is already a long int on 32-bit ports).
+_ONE_Q29 = const(1 << 29)
+_PI_Q28 = const(843314857)  # pi * 2**28: pi/2 in Q29
+_SIN_K = (110, 72, 42, 20, 6)  # Taylor denominators, innermost first
+_COS_K = (132, 90, 56, 30, 12, 2)
 
 # 64-bit window accumulators (lo, hi word pairs in array('i')): sum v*v, i*i, P, Q.
 W_VV = const(0)
@@ -108,6 +113,14 @@ W_II = const(2)
 W_P = const(4)
 W_Q = const(6)
 W_SIZE = const(8)
+
+
+def zeros(typecode, n):
+    """array of n zeros, allocated once at its final size (no bytes temporary)."""
+    a = array(typecode, range(n))
+    for k in range(n):
+        a[k] = 0
+    return a
 
 
 @micropython.viper
@@ -129,6 +142,91 @@ def _acc2(acc, k: int, x: int, y: int):
     if y < 0:
         c -= 1
     a[k + 3] = a[k + 3] + c
+
+
+@micropython.viper
+def muldiv(a: int, b: int, c: int, sh: int) -> int:
+    """round(a*b / (c * 2**sh)), halves away from zero, exact: |a|, |b| < 2**30,
+    0 < c < 2**30, 0 <= sh; the result must be a small int. No allocation."""
+    neg = 0
+    if a < 0:
+        a = 0 - a
+        neg = 1
+    if b < 0:
+        b = 0 - b
+        neg ^= 1
+    # The 60-bit product in two 30-bit words (15-bit halves: every term < 2**31).
+    ah = a >> 15
+    al = a & 0x7FFF
+    bh = b >> 15
+    bl = b & 0x7FFF
+    p1 = ah * bl + al * bh
+    w0 = al * bl + ((p1 & 0x7FFF) << 15)
+    w1 = ah * bh + (p1 >> 15) + (w0 >> 30)
+    w0 &= 0x3FFFFFFF
+    # q = floor(2 * product / 2**sh / c): bits 59 .. sh-1 of the product, one by one.
+    r = 0
+    q = 0
+    i = 59
+    low = sh - 1
+    while i >= low:
+        bit = 0
+        if i >= 30:
+            bit = (w1 >> (i - 30)) & 1
+        elif i >= 0:
+            bit = (w0 >> i) & 1
+        r = r + r + bit
+        q = q + q
+        if r >= c:
+            r -= c
+            q += 1
+        i -= 1
+    q = (q + 1) >> 1
+    return 0 - q if neg else q
+
+
+@micropython.viper
+def q64(acc, k: int, c: int, s: int) -> int:
+    """round(A * 2**s / c), halves away from zero, exact, for the signed 64-bit
+    accumulator A at acc[k] (low word), acc[k+1]: 0 < c < 2**30, 0 <= s; the result
+    must be a small int. No allocation."""
+    p = ptr32(acc)
+    lo = int(p[k])
+    hi = int(p[k + 1])
+    # |A| in 30-bit words w0, w1 and the top 4 bits w2 (portable: masks, no sign
+    # extension, so 64-bit ports' zero-extending loads give the same words).
+    w0 = lo & 0x3FFFFFFF
+    w1 = ((lo >> 30) & 3) | ((hi & 0x0FFFFFFF) << 2)
+    w2 = (hi >> 28) & 0xF
+    neg = 0
+    if w2 & 8:
+        neg = 1
+        w0 = (w0 ^ 0x3FFFFFFF) + 1
+        w1 = (w1 ^ 0x3FFFFFFF) + (w0 >> 30)
+        w0 &= 0x3FFFFFFF
+        w2 = ((w2 ^ 0xF) + (w1 >> 30)) & 0xF
+        w1 &= 0x3FFFFFFF
+    # q = floor(2 * |A| * 2**s / c): bits 63 .. -s-1 of |A| (zeros below bit 0).
+    r = 0
+    q = 0
+    i = 63
+    low = 0 - s - 1
+    while i >= low:
+        bit = 0
+        if i >= 60:
+            bit = (w2 >> (i - 60)) & 1
+        elif i >= 30:
+            bit = (w1 >> (i - 30)) & 1
+        elif i >= 0:
+            bit = (w0 >> i) & 1
+        r = r + r + bit
+        q = q + q
+        if r >= c:
+            r -= c
+            q += 1
+        i -= 1
+    q = (q + 1) >> 1
+    return 0 - q if neg else q
 
 
 def read64(acc, k):
@@ -208,21 +306,25 @@ def _sums(vb, ib, st, ring):
     s[_ZC] = zc
 
 
-def _sin_q30(x):
-    """sin(x) for |x| <= 1 rad, Q30 in and out (Taylor to x**11, error < 2e-10)."""
-    x2 = (x * x) >> 30
-    s = _ONE_Q30
-    for k in (110, 72, 42, 20, 6):
-        s = _ONE_Q30 - ((x2 * s) >> 30) // k
-    return (x * s) >> 30
+def _sin_q29(x):
+    """sin(x) for |x| <= 1 rad, Q29 in and out (Taylor to x**11), small ints only."""
+    x2 = muldiv(x, x, 1, 29)
+    s = _ONE_Q29
+    j = 0
+    while j < 5:
+        s = _ONE_Q29 - muldiv(x2, s, _SIN_K[j], 29)
+        j += 1
+    return muldiv(x, s, 1, 29)
 
 
-def _cos_q30(x):
-    """cos(x) for |x| <= 1 rad, Q30 (Taylor to x**12); cos(0) is exactly 1 << 30."""
-    x2 = (x * x) >> 30
-    c = _ONE_Q30
-    for k in (132, 90, 56, 30, 12, 2):
-        c = _ONE_Q30 - ((x2 * c) >> 30) // k
+def _cos_q29(x):
+    """cos(x) for |x| <= 1 rad, Q29 (Taylor to x**12); cos(0) is exactly 1 << 29."""
+    x2 = muldiv(x, x, 1, 29)
+    c = _ONE_Q29
+    j = 0
+    while j < 6:
+        c = _ONE_Q29 - muldiv(x2, c, _COS_K[j], 29)
+        j += 1
     return c
 
 
@@ -306,13 +408,13 @@ class Kernel:
         size = 16
         while size < sample_rate // 160 + 2:  # quarter cycle at 40 Hz, plus one
             size <<= 1
-        self._ring = array("h", bytes(2 * size))
-        st = self._st = array("i", bytes(4 * _ST_SIZE))
+        self._ring = zeros("h", size)
+        st = self._st = zeros("i", _ST_SIZE)
         st[_MASK] = size - 1
         st[_PREV] = _BIAS
         st[_HYST] = cal.zc_hyst
-        self._win = array("i", bytes(4 * W_SIZE))
-        self.done = array("i", bytes(4 * W_SIZE))
+        self._win = zeros("i", W_SIZE)
+        self.done = zeros("i", W_SIZE)
         self._i_delay = cal.i_delay_q16
         self._track = cal.track_offset
         self._est_v = cal.v_offset << 16
@@ -387,14 +489,15 @@ class Kernel:
         dly = 1 if dly < 1 else (mask - 1 if dly > mask - 1 else dly)
         nx = self._nx
         nx[4] = dly
-        x = ((TWO_PI_Q30 * dly) << 16) // t - HALF_PI_Q30  # theta - pi/2
-        sin_t = _cos_q30(x)
-        cos_t = -_sin_q30(x)
-        beta = (TWO_PI_Q30 * self._i_delay) // t
-        sin_b = _sin_q30(beta)
-        cos_b = _cos_q30(beta)
-        sin_tb = (sin_t * cos_b + cos_t * sin_b) >> 30
-        cos_tb = (cos_t * cos_b - sin_t * sin_b) >> 30
+        # theta = 2*pi*dly / (t / 2**16) and beta in Q29: 2*pi * 2**29 = pi * 2**28 * 4.
+        x = muldiv(_PI_Q28, dly << 18, t, 0) - _PI_Q28  # theta - pi/2
+        sin_t = _cos_q29(x)
+        cos_t = -_sin_q29(x)
+        beta = muldiv(_PI_Q28, self._i_delay << 2, t, 0)
+        sin_b = _sin_q29(beta)
+        cos_b = _cos_q29(beta)
+        sin_tb = muldiv(sin_t, cos_b, 1, 29) + muldiv(cos_t, sin_b, 1, 29)
+        cos_tb = muldiv(cos_t, cos_b, 1, 29) - muldiv(sin_t, sin_b, 1, 29)
         one = 1 << COEF_BITS
         nx[5] = _clamp(_ratio(sin_tb, sin_t) - one)
         nx[6] = _clamp(-_ratio(sin_b, sin_t))
@@ -512,7 +615,7 @@ class Kernel:
         self._clear_window()
 
     def update(self):
-        """Once-per-window work after chunk() returned 1 (may allocate long ints)."""
+        """Once-per-window work after chunk() returned 1 (small ints only)."""
         if not self.pending:
             return
         self.pending = 0
@@ -530,7 +633,7 @@ class Kernel:
             t = dt // cyc
             # Accept 40..70 Hz; anything else is a glitch, not the mains.
             if (self.fs << 16) // 70 < t < (self.fs << 16) // 40:
-                self.freq_mhz = ((self.fs * 1000 * cyc << 16) + (dt >> 1)) // dt
+                self.freq_mhz = muldiv(self.fs * cyc, 1000 << 16, dt, 0)
                 if t != self.period_q16:
                     self.period_q16 = t
                     self._update_coefficients()
@@ -541,11 +644,11 @@ class Kernel:
         n1, n2, sv1, si1, sv2, si2 = self._l_zo
         span = n2 - n1
         if n1 >= 0 and span > 0:
-            mv = ((sv2 - sv1) << 16) // span
-            mi = ((si2 - si1) << 16) // span
+            mv = muldiv(sv2 - sv1, 1 << 16, span, 0)
+            mi = muldiv(si2 - si1, 1 << 16, span, 0)
         else:
-            mv = (self.w_sv << 16) // self.w_n
-            mi = (self.w_si << 16) // self.w_n
+            mv = muldiv(self.w_sv, 1 << 16, self.w_n, 0)
+            mi = muldiv(self.w_si, 1 << 16, self.w_n, 0)
         mv += self._l_ov << 16
         mi += self._l_oi << 16
         if self._est_fresh:
@@ -559,8 +662,8 @@ class Kernel:
 
 
 def _ratio(x, y):
-    """round(x / y) in Q15, for Q30 x and y (y > 0)."""
-    return ((x << COEF_BITS) + (y >> 1)) // y
+    """round(x / y) in Q15, for Q29 x and y (y > 0)."""
+    return muldiv(x, 1 << COEF_BITS, y, 0)
 
 
 def _clamp(c):

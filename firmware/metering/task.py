@@ -40,9 +40,9 @@ back to the older slot when the newer is corrupt), so the loss on a power cut is
 most persist_wh Wh or persist_s seconds of energy, and the registers never go backwards
 from a value that was persisted. `writes` counts flash writes."""
 import struct
-from array import array
 from micropython import const
 
+from metering.kernel import zeros
 from metering.energy import (
     Meter,
     E_ACTIVE_IMPORT,
@@ -96,8 +96,8 @@ class MeteringTask:
         self.persist_mwh = persist_wh * 1000
         self.persist_pairs = persist_s * self.fs
         self.budget_pairs = budget_pairs or 1 << 30
-        self._v = array("h", bytes(2 * BLOCK))
-        self._i = array("h", bytes(2 * BLOCK))
+        self._v = zeros("h", BLOCK)
+        self._i = zeros("h", BLOCK)
         self.t0 = clock()
         self.pairs = 0  # simulated time since t0, in sample periods
         self.thinned_s = 0
@@ -106,6 +106,11 @@ class MeteringTask:
         self._bill()
         self._saved_pairs = 0
         self._saved_mwh = self._active_mwh()
+        # Active energy since the last write, in 1/256 mWh, summed from the meter's
+        # per-window small int: the once-a-second persistence check reads no long-int
+        # register (the exact totals are read only when a record is written).
+        self._since_q8 = 0
+        self._persist_q8 = self.persist_mwh << 8
 
     # -- sampling -----------------------------------------------------------------
 
@@ -124,14 +129,15 @@ class MeteringTask:
             done += BLOCK
             self.pairs += BLOCK
             if m.process(v, i):
-                self._window()
+                m.update()
+                self._since_q8 += m.active_q8
+                self._check()
         if due > self.budget_pairs:
             self._thin(due - done)
         return done
 
-    def _window(self):
-        self.meter.update()
-        if self._active_mwh() - self._saved_mwh >= self.persist_mwh or self.pairs - self._saved_pairs >= self.persist_pairs:
+    def _check(self):
+        if self._since_q8 >= self._persist_q8 or self.pairs - self._saved_pairs >= self.persist_pairs:
             self._save()
 
     def _thin(self, pairs):
@@ -141,9 +147,10 @@ class MeteringTask:
         n = windows * self.meter.kernel.wlen
         self.source.skip(n)
         self.meter.repeat_window(windows)
+        self._since_q8 += self.meter.active_q8 * windows
         self.pairs += n
         self.thinned_s += n // self.fs
-        self._window()
+        self._check()
 
     # -- persistence --------------------------------------------------------------
 
@@ -156,6 +163,7 @@ class MeteringTask:
         self.writes += 1
         self._saved_pairs = self.pairs
         self._saved_mwh = self._active_mwh()
+        self._since_q8 = 0
 
     def flush(self):
         """Orderly shutdown: persist the exact totals now."""

@@ -120,3 +120,22 @@ def test_fill_allocates_nothing():
             src.fill(v, i)
     finally:
         micropython.heap_unlock()
+
+
+def test_tables_are_small():
+    # The simulator shares a 64 KB heap with the DLMS meter: ~3.1 KB of tables (two
+    # 257-point int32 waveforms, two 256-entry int16 noise tables) plus its config.
+    gc.collect()
+    before = gc.mem_alloc()
+    src = SimADC({"noise": 1.0, "noise_shape": "hp", "harmonics": {"i": ((3, 30, 0),)}})
+    gc.collect()
+    used = gc.mem_alloc() - before
+    assert used <= 4096, used
+    assert src.fill(array("h", bytes(8)), array("h", bytes(8))) == 4
+
+
+def test_large_noise_keeps_its_rms():
+    # Beyond ~20 LSB the int16 noise table stores coarser steps (a shift): same RMS.
+    for sigma in (0.5, 40.0):
+        v, _ = _take(SimADC({"voltage": 0.0, "current": 0.0, "noise": sigma}))
+        assert abs(_rms(v) - sigma) < 0.08 * sigma + 0.05, (sigma, _rms(v))

@@ -8,7 +8,7 @@ from adapters.adc_sim import SimADC
 from metering import energy
 from metering.energy import Meter, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_IMPORT, E_REACTIVE_EXPORT
 from metering.energy import E_REACTIVE_Q1, E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4
-from metering.kernel import Calibration, _acc2, read64
+from metering.kernel import Calibration, _acc2, read64, muldiv, q64
 from testutil import raises
 
 BLOCK = 200
@@ -198,6 +198,52 @@ def test_process_alloc_bytes_zero():
     finally:
         gc.enable()
     assert used == 0, used
+
+
+def test_update_allocates_nothing():
+    # Frequency, offsets, coefficient refresh, RMS, P/Q/S/PF and the energy deltas:
+    # small ints only (muldiv / q64 do the wide arithmetic).
+    src, m = _busy_meter()
+    v = array("h", bytes(2 * BLOCK))
+    i = array("h", bytes(2 * BLOCK))
+    updates = 0
+    for _ in range(3 * src.sample_rate // BLOCK):
+        src.fill(v, i)
+        if m.process(v, i):
+            gc.collect()
+            micropython.heap_lock()
+            try:
+                m.update()
+            finally:
+                micropython.heap_unlock()
+            updates += 1
+    assert updates == 3 and m.inst[energy.INST_FREQ] > 0 and m.active_q8 > 0
+
+
+def _round(x, y):
+    return (2 * x + y) // (2 * y) if x >= 0 else -((-2 * x + y) // (2 * y))
+
+
+def test_wide_helpers_exact():
+    vals = (0, 1, -1, 7, -12345, 2**15 - 1, 2**15, 2**29 - 1, -(2**29), 2**30 - 1, -(2**30 - 1), 123456789)
+    divs = (1, 3, 10000, 2**15 + 1, 987654321, 2**30 - 1)
+    for a in vals:
+        for b in vals:
+            for c in divs:
+                for sh in (0, 1, 12, 29, 45):
+                    want = _round(a * b, c << sh)
+                    if abs(want) < 2**30:
+                        assert muldiv(a, b, c, sh) == want, (a, b, c, sh)
+    acc = array("i", bytes(8))
+    for x in (0, 5, -5, 2**31, -(2**31), 2**35 + 12345, -(2**35 + 12345), 2**62 + 3, -(2**62)):
+        acc[0] = (x & 0x7FFFFFFF) - (x & 0x80000000)
+        acc[1] = x >> 32
+        assert read64(acc, 0) == x
+        for c in divs:
+            for s in (0, 7, 24):
+                want = _round(x << s, c)
+                if abs(want) < 2**30:
+                    assert q64(acc, 0, c, s) == want, (x, c, s)
 
 
 def test_acc64_carries_exactly():

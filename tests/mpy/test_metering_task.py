@@ -1,6 +1,9 @@
 # The metering task: sampling up to a simulated time, persistence through the store
 # (restart restores, corrupt newest record -> previous good one, never backwards),
-# write rate, thinning at high simulation speed, and the register getters.
+# write rate, thinning at high simulation speed, the register getters, and the memory
+# footprint (the whole meter runs in a 64 KB heap: ~19 KB is left for metering).
+import gc
+import micropython
 import os
 
 from adapters.adc_sim import from_params
@@ -116,3 +119,68 @@ def test_getters_have_scaler_units():
     assert t.reactive_quadrant_varh(1) == t.reactive_import_varh()
     assert abs(t.reactive_import() - 199186) <= 300
     raises(ValueError, t.reactive_quadrant_varh, 5)
+
+
+# Bounds for the metering part of the 64 KB meter (SimADC + Meter + MeteringTask):
+# steady ~6.3 KB measured; a 16 KB simulator table, or any long-int churn in update(),
+# fails these.
+STEADY_MAX = 8 * 1024
+HOLE = 2048  # no single allocation at construction may need more
+
+
+def _small_task(store):
+    # As the composition root builds it; no flash write inside the measured seconds.
+    src = from_params({"voltage": 230, "current": 5, "phase": 30, "noise": 1.0, "noise_shape": "hp"})
+    return MeteringTask(src, src.calibration(), store, lambda: 0, persist_wh=10**6, persist_s=10**6)
+
+
+def test_steady_footprint_bounded():
+    store = _fresh_store()
+    gc.collect()
+    before = gc.mem_alloc()
+    t = _small_task(store)
+    gc.collect()
+    built = gc.mem_alloc() - before
+    for s in range(1, 6):
+        t.advance(s)
+        gc.collect()
+        used = gc.mem_alloc() - before
+        assert used <= STEADY_MAX, (s, used)
+    assert used <= built + 256, (built, used)  # nothing accumulates while running
+    assert t.voltage() == 23000 and t.frequency() == 50000
+
+
+def test_advance_across_windows_allocates_nothing():
+    t = _small_task(_fresh_store())
+    t.advance(2)  # first windows: coefficients, offsets and frequency settle
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        t.advance(5)  # 3 windows, each with Meter.update(): not a byte
+    finally:
+        micropython.heap_unlock()
+    assert t.pairs == 20000 and t.meter.windows == 5
+    assert abs(t.power_import() - 99593) <= 150, t.power_import()  # 1150 W * cos 30
+
+
+def test_construction_needs_no_large_block():
+    # Fill the heap with HOLE-byte blocks and free every other one: half the heap
+    # free, but no free block much larger than HOLE bytes. The task is built and run
+    # in that heap.
+    store = _fresh_store()
+    blocks = [None] * 200
+    gc.collect()
+    k = 0
+    try:
+        while k < 200:
+            blocks[k] = bytearray(HOLE)
+            k += 1
+    except MemoryError:
+        pass
+    assert k >= 10, k
+    for j in range(0, k, 2):
+        blocks[j] = None
+    gc.collect()
+    t = _small_task(store)
+    t.advance(2)
+    assert t.meter.windows == 2 and t.voltage() == 23000
