@@ -6,7 +6,7 @@ import struct
 
 from testutil import load_vectors, raises, unhex
 
-from dlms import acse, keys, keywrap, security
+from dlms import counters, acse, keys, keywrap, security
 from dlms.counters import OwnCounter, PeerCounter
 from dlms.errors import AccessError
 from dlms.security import (CipherSession, SecurityContext, SecurityError, DECIPHERING_ERROR,
@@ -617,7 +617,9 @@ def test_load_security_from_store():
     ctx.accept_counter("ek", 5)
     st.put(security.POLICY_RECORD, b"\x10")
     again = security.load_security(st, {"sim": True})
-    assert again.expected_counter() == 6 and again.own_counter.next() > 1 and again.policy == 0x10
+    # After a restart the peer counter skips the reads that may not have reached flash.
+    span = counters.PeerCounter.LAZY_SPAN
+    assert again.expected_counter() == 6 + span and again.own_counter.next() > 1 and again.policy == 0x10
     st.put(security.POLICY_RECORD, b"\x07")                             # not a policy
     assert security.load_security(st, {"sim": True}).policy == 0x30
     provisioned = dict(keys.TEST_KEYS, ek=bytes(16))

@@ -13,6 +13,7 @@ from dlms import acse, apdu, ber, errors, keys, keywrap, security
 from dlms.axdr import decode_length
 from dlms.security import SecurityContext
 from dlms.server import DlmsServer
+from dlms.counters import PeerCounter
 
 GB_ST = unhex("4D4D4D0000BC614E")       # the meter (test keys)
 CLIENT_ST = unhex("4D4D4D0000000001")   # Table 43 client
@@ -352,6 +353,8 @@ def test_counters_persist_across_restart():
         own = m.security.own_counter.value
         m2 = Meter(d)   # power cut and restart on the same store
         assert m2.security.own_counter.value >= own
+        # Counters that may not have reached flash (reads) are skipped after a restart.
+        ic += PeerCounter.LAZY_SPAN
         assert m2.security.expected_counter() == ic
         s = m2.server.open_session(MANAGEMENT)
         assert refusal(s.handle_apdu(aarq(ic - 1), 0))[0] == acse.RESULT_REJECTED_PERMANENT
