@@ -34,7 +34,7 @@ SECURITY_LOG = "0-0:99.98.1.255"
 SECURITY_LOG_CODE = "0-0:96.11.1.255"
 
 # Security event codes (IDIS; firmware/dlms/security.py).
-AUTHENTICATION_FAILURE, DECIPHERING_FAILURE, REPLAY, KEY_CHANGED = 46, 47, 48, 204
+AUTHENTICATION_FAILURE, DECIPHERING_FAILURE, REPLAY, KEY_CHANGED, ACCESS_DENIED = 46, 47, 48, 204, 206
 # Exception-response service errors (Green Book 9.5).
 SERVICE_DECIPHERING_ERROR, SERVICE_INVOCATION_COUNTER_ERROR = 5, 6
 READ_WRITE_DENIED = 3
@@ -373,7 +373,8 @@ def test_tampered_tag_is_refused_and_logged(gcm_meter, library, interface):
 
 @pytest.mark.parametrize("library,interface", [("gurux", "wrapper"), ("cosem", "hdlc")],
                          ids=["gurux-wrapper", "cosem-hdlc"])
-def test_management_without_security_is_refused(gcm_meter, library, interface):
+def test_management_without_security_is_refused_and_logged(gcm_meter, library, interface):
+    before, _ = security_log(gcm_meter)
     port = port_of(gcm_meter, interface)
     if library == "gurux":  # LN context, no authentication, no ciphering
         c = SecureGuruxClient(TcpLink("127.0.0.1", port), interface, authentication=Authentication.NONE,
@@ -387,12 +388,14 @@ def test_management_without_security_is_refused(gcm_meter, library, interface):
     c.close() if library == "gurux" else c.disconnect()
     assert len(aare) == 1 and aare_result(aare[0])[0] == REJECTED_PERMANENT
     assert security_header(aare[0]) is None  # nothing ciphered for an unsecured AARQ
+    assert_logged(gcm_meter, before, AUTHENTICATION_FAILURE)
     assert_serves(gcm_meter, library, interface)
 
 
 @pytest.mark.parametrize("library,interface", [("gurux", "hdlc"), ("cosem", "wrapper")],
                          ids=["gurux-hdlc", "cosem-wrapper"])
-def test_public_client_write_is_refused(c_meter, library, interface):
+def test_public_client_write_is_refused_and_logged(c_meter, library, interface):
+    before, _ = security_log(c_meter)
     port = port_of(c_meter, interface)
     if library == "gurux":
         with GuruxClient.tcp(port, interface) as p:
@@ -406,6 +409,7 @@ def test_public_client_write_is_refused(c_meter, library, interface):
             zone = p.get(CLOCK, 8, 3)
             response = p.set(CLOCK, 8, 3, b"\x10" + struct.pack(">h", zone + 60))
             assert response.result.value == READ_WRITE_DENIED
+    assert_logged(c_meter, before, ACCESS_DENIED)
     c = management(library, c_meter, interface).connect()
     try:
         assert read(c, CLOCK, 8, 3) == zone  # unchanged, and the next valid client served

@@ -109,6 +109,8 @@ _NULL_ROW = b"\x00"  # null-data: a value that could not be captured
 #  202: "profile entries changed"
 #  203: "profile reset"
 #  204: "security key changed"
+#  205: "security policy changed"
+#  206: "write or method refused by access rights"
 #  255: "event log cleared"
 EV_POWER_DOWN = const(1)
 EV_POWER_UP = const(2)

@@ -220,6 +220,7 @@ class Association:
             raise AccessError(errors.READ_WRITE_DENIED, "HLS not completed")
         obj = self._object(class_id, instance)
         if not self.table.attribute_access(self.client, obj, attr) & 2:
+            self.security_event(security.EVENT_ACCESS_DENIED)
             raise AccessError(errors.READ_WRITE_DENIED)
         obj.set(attr, value, self)
 
@@ -229,6 +230,7 @@ class Association:
             raise AccessError(errors.READ_WRITE_DENIED, "HLS not completed")
         obj = self._object(class_id, instance)
         if not self.table.method_access(self.client, obj, method):
+            self.security_event(security.EVENT_ACCESS_DENIED)
             raise AccessError(errors.READ_WRITE_DENIED)
         return obj.action(method, params, self)
 
@@ -254,6 +256,7 @@ def _authenticate(assoc, aarq):
     mechanism = aarq.mechanism_name if aarq.mechanism_name is not None else acse.MECH_LOWEST
     if mechanism != assoc.mechanism:
         if assoc.mechanism != acse.MECH_LOWEST and mechanism == acse.MECH_LOWEST:
+            assoc.security_event(security.EVENT_AUTHENTICATION_FAILURE)  # tried without security
             return acse.DIAG_AUTHENTICATION_REQUIRED
         return acse.DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
     value = aarq.calling_authentication_value
@@ -321,6 +324,8 @@ def _aarq(assoc, request):
     if assoc.context is None:
         return _refuse(context if context in (1, 2, 3, 4) else acse.CONTEXT_LN, acse.DIAG_NO_REASON_GIVEN)
     if context != assoc.context:
+        if assoc.context in _CIPHERED_CONTEXTS:  # a secured client trying a plain context
+            assoc.security_event(security.EVENT_AUTHENTICATION_FAILURE)
         return _refuse(assoc.context, acse.DIAG_APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
     if assoc.mechanism == acse.MECH_HLS_GMAC and assoc.server.authentication_locked():
         return _refuse(context, acse.DIAG_AUTHENTICATION_FAILURE, result=acse.RESULT_REJECTED_TRANSIENT)
