@@ -76,36 +76,49 @@ def _entry(table, ident):
 
 class Pieces:
     """A value too large for the heap, as A-XDR produced piece by piece: `head`
-    (bytes) then each bytes item of the iterator `pieces`. The server sends it
-    in GET data blocks: read(n) gives up to n bytes, `done` tells the end."""
+    (bytes) then each bytes item of the iterator `pieces` (or of a subclass's
+    _next()). The server sends it in GET data blocks: readinto(buf) fills a
+    writable buffer and returns the count, read(n) gives up to n bytes, `done`
+    tells the end. readinto is the path that allocates nothing the size of a
+    block: on a small heap a 1 KB allocation can fail where 1 KB is free."""
 
-    def __init__(self, head, pieces):
-        self._pending = head
+    def __init__(self, head, pieces=None):
+        self._pending = memoryview(head)
         self._pieces = pieces
-        self._more = True
+
+    def _next(self):
+        """The next piece, or None after the last."""
+        try:
+            return next(self._pieces)
+        except StopIteration:
+            return None
+
+    def _fill(self):
+        while not self._pending:
+            piece = self._next()
+            if piece is None:
+                return False
+            self._pending = memoryview(piece)
+        return True
 
     @property
     def done(self):
-        self._fill()
-        return not self._pending
+        return not self._fill()
 
-    def _fill(self):
-        while not self._pending and self._more:
-            try:
-                self._pending = next(self._pieces)
-            except StopIteration:
-                self._more = False
+    def readinto(self, buf):
+        n = 0
+        while n < len(buf) and self._fill():
+            p = self._pending
+            take = min(len(buf) - n, len(p))
+            buf[n:n + take] = p[:take]
+            self._pending = p[take:]
+            n += take
+        return n
 
     def read(self, n):
-        out = bytearray()
-        while len(out) < n:
-            self._fill()
-            if not self._pending:
-                break
-            take = n - len(out)
-            out.extend(self._pending[:take])
-            self._pending = self._pending[take:]
-        return out
+        buf = bytearray(n)
+        k = self.readinto(memoryview(buf))
+        return buf if k == n else buf[:k]
 
 
 # class -> {attribute id: its getter function}: "get_" + name is resolved once per

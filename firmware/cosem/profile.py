@@ -61,7 +61,7 @@ from dlms.errors import (
     READ_WRITE_DENIED,
     TYPE_UNMATCHED,
 )
-from cosem.base import CosemObject, check_range, check_struct, check_type
+from cosem.base import CosemObject, Pieces, check_range, check_struct, check_type
 from cosem.clock import decode_datetime, encode_datetime, fields_from_seconds, seconds_from_fields
 from cosem.data import Data
 
@@ -568,16 +568,14 @@ class ProfileGeneric(CosemObject):
         self.capture()
 
 
-class BufferEncoder:
-    """The A-XDR encoding of a (selected) profile buffer, piece by piece:
-        enc = profile.encoder(selector, params)
-        piece = enc.read(n)      # up to n bytes; b"" once everything was read
-    so a server can fill each GET data block from flash instead of holding the
-    whole response. Entries are counted when the encoder is made (the array length
-    goes first); rows captured later are not sent; rows that leave the ring while
-    the ring moves under the transfer are followed by number. If an entry still
-    to be sent is dropped, or the buffer is cleared, read raises
-    AccessError(long-get-aborted)."""
+class BufferEncoder(Pieces):
+    """The A-XDR encoding of a (selected) profile buffer, row by row as a Pieces
+    stream (readinto / read / done), so a server fills each GET data block from
+    flash instead of holding the whole response. Entries are counted when the
+    encoder is made (the array length goes first); rows captured later are not
+    sent; rows that leave the ring while the ring moves under the transfer are
+    followed by number. If an entry still to be sent is dropped, or the buffer
+    is cleared, readinto raises AccessError(long-get-aborted)."""
 
     def __init__(self, profile, selector=0, params=None):
         first, last, cols, key, lo, hi = profile._selection(selector, params)
@@ -591,8 +589,10 @@ class BufferEncoder:
         self._last = last
         self._left = count
         self._mark = profile._mark()
-        self._pending = bytearray((ARRAY,))
-        encode_length_into(self._pending, count)
+        self._rows = None  # the ring scan, open only during one readinto
+        head = bytearray((ARRAY,))
+        encode_length_into(head, count)
+        super().__init__(head)
         self.count = count
 
     @property
@@ -611,30 +611,29 @@ class BufferEncoder:
         if self._left and self._first < 1:
             raise AccessError(LONG_GET_ABORTED, "entries left the buffer during transfer")
 
-    def read(self, size):
-        out = bytearray(self._pending[:size])
-        self._pending = self._pending[len(out):]
-        if len(out) < size and self._left:
-            self._follow()
+    def readinto(self, buf):
+        if self._left:
+            self._follow()  # the ring may have moved since the last block
+        try:
+            return super().readinto(buf)
+        finally:
+            if self._rows is not None:  # the scan holds the ring file open
+                self._rows.close()
+                self._rows = None
+
+    def _next(self):
+        if not self._left:
+            return None
+        if self._rows is None:
             key, lo, hi = self._range
-            scan = self._p._scan(self._first, self._last, key, lo, hi)
-            try:
-                for i, rec in scan:
-                    row = bytearray()
-                    self._p._encode_row_into(row, rec, self._cols)
-                    self._left -= 1
-                    self._first = i + 1
-                    room = size - len(out)
-                    out.extend(row[:room])
-                    if len(row) > room:
-                        self._pending = row[room:]
-                    if len(out) >= size or not self._left:
-                        break
-            finally:
-                scan.close()
-            if self._left and len(out) < size:
-                raise AccessError(LONG_GET_ABORTED, "entries became unreadable during transfer")
-        return bytes(out)
+            self._rows = self._p._scan(self._first, self._last, key, lo, hi)
+        for i, rec in self._rows:
+            row = bytearray()
+            self._p._encode_row_into(row, rec, self._cols)
+            self._left -= 1
+            self._first = i + 1
+            return row
+        raise AccessError(LONG_GET_ABORTED, "entries became unreadable during transfer")
 
 
 class EventCode(Data):

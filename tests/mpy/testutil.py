@@ -37,7 +37,8 @@ def value(v):
     if hasattr(v, "read"):
         from dlms.axdr import decode_data
 
-        data = bytes(v.read(1 << 20))
-        assert v.done
+        data = bytearray()
+        while not v.done:
+            data.extend(v.read(4096))
         return decode_data(data)[0]
     return v
