@@ -228,17 +228,14 @@ class Log:
     def __init__(self, store, name, record_size, capacity):
         if record_size < 1 or capacity < 1:
             raise ValueError("bad log geometry")
+        # Only what cannot be derived is kept: six logs live for the meter's life
+        # on a 64 KB heap (paths, slot sizes and views are made when used).
         self.store = store
+        self.name = name
         self.record_size = record_size
         self.capacity = capacity
-        self._slots = capacity + 1
-        self._rec = 8 + record_size
-        self._buf = bytearray(self._rec)
-        self._mv = memoryview(self._buf)
-        self._body = self._mv[: self._rec - 4]  # seq + record: what the CRC covers
-        self._meta = name + ".log"
-        self._file = store.path(name + ".ring")
-        meta = store.get(self._meta)
+        self._buf = bytearray(8 + record_size)  # one slot: [seq][record][crc]
+        meta = store.get(name + ".log")
         if meta is None or len(meta) != 12 or struct.unpack_from("<II", meta) != (record_size, capacity):
             self._reset_layout()
         else:
@@ -248,34 +245,43 @@ class Log:
     def _reset_layout(self):
         # Remove first, then record the new geometry: a cut in between only repeats this.
         try:
-            os.remove(self._file)
+            os.remove(self._path())
         except OSError:
             pass
         self._put_meta(0)
         self._base = 0
 
     def _put_meta(self, base):
-        self.store.put(self._meta, struct.pack("<III", self.record_size, self.capacity, base))
+        self.store.put(self.name + ".log", struct.pack("<III", self.record_size, self.capacity, base))
+
+    def _path(self):
+        return self.store.path(self.name + ".ring")
+
+    def _at(self, f, seq):
+        f.seek((seq % (self.capacity + 1)) * len(self._buf))
 
     def _buf_seq(self):
         """Seq of the record in _buf, or -1 if its CRC fails."""
-        if struct.unpack_from("<I", self._buf, self._rec - 4)[0] != binascii.crc32(self._body):
+        buf = self._buf
+        n = len(buf) - 4  # the CRC covers seq + record
+        if struct.unpack_from("<I", buf, n)[0] != binascii.crc32(memoryview(buf)[:n]):
             return -1
         return struct.unpack_from("<I", self._buf, 0)[0]
 
     def _valid(self, f, seq):
         """Read the slot of seq into _buf; True if it holds exactly record seq."""
-        f.seek((seq % self._slots) * self._rec)
-        return f.readinto(self._buf) == self._rec and self._buf_seq() == seq
+        self._at(f, seq)
+        return f.readinto(self._buf) == len(self._buf) and self._buf_seq() == seq
 
     def _top(self, f):
         """Highest seq among the valid records of the file (-1: none)."""
         top = -1
-        for slot in range(self._slots):
-            if f.readinto(self._buf) != self._rec:
+        slots = self.capacity + 1
+        for slot in range(slots):
+            if f.readinto(self._buf) != len(self._buf):
                 break  # short file: never grown this far, or a torn tail
             seq = self._buf_seq()
-            if seq > top and seq % self._slots == slot:
+            if seq > top and seq % slots == slot:
                 top = seq
         return top
 
@@ -286,7 +292,7 @@ class Log:
         self._lost = []
         self._head = self._oldest = self._base
         try:
-            f = self.store.open(self._file, "rb")
+            f = self.store.open(self._path(), "rb")
         except OSError:
             return
         with f:
@@ -324,20 +330,20 @@ class Log:
 
     def _payload(self, f, seq):
         if self._valid(f, seq):
-            return bytes(self._mv[4 : 4 + self.record_size])
+            return bytes(memoryview(self._buf)[4 : 4 + self.record_size])
         self.store.corrupt_seen += 1  # went bad since recovery
         return None
 
     def read(self, index):
         """Record `index` (0 = oldest) as bytes; None if it went bad after start-up."""
         seq = self._seq_of(index)
-        with self.store.open(self._file, "rb") as f:
+        with self.store.open(self._path(), "rb") as f:
             return self._payload(f, seq)
 
     def __iter__(self):
         n = len(self)
         if n:
-            with self.store.open(self._file, "rb") as f:
+            with self.store.open(self._path(), "rb") as f:
                 for i in range(n):
                     yield self._payload(f, self._seq_of(i))
 
@@ -347,23 +353,24 @@ class Log:
             raise ValueError("record size")
         seq = self._head
         buf = self._buf
-        n = self._rec - 4
+        n = len(buf) - 4
         struct.pack_into("<I", buf, 0, seq)
-        self._mv[4:n] = record
-        struct.pack_into("<I", buf, n, binascii.crc32(self._body))
+        buf[4:n] = record
+        struct.pack_into("<I", buf, n, binascii.crc32(memoryview(buf)[:n]))
+        path = self._path()
         try:
-            f = self.store.open(self._file, "r+b")
+            f = self.store.open(path, "r+b")
             created = False
         except OSError:
-            f = self.store.open(self._file, "w+b")
+            f = self.store.open(path, "w+b")
             created = True
         with f:
-            f.seek((seq % self._slots) * self._rec)
-            f.write(self._buf)
+            self._at(f, seq)
+            f.write(buf)
             self.store.sync(f)
         if created:
             self.store.sync_dir()
-        self.store.count_write(self._rec)
+        self.store.count_write(len(buf))
         self._head = seq + 1
         if self._head - self._oldest > self.capacity:
             self._oldest = self._head - self.capacity

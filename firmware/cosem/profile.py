@@ -276,8 +276,6 @@ class ProfileGeneric(CosemObject):
     def _use(self, cols):
         self._cols = cols
         size = max(1, sum(c[3] for c in cols))
-        self._row = bytearray(size)
-        self._zero = bytes(size)
         self._log = Log(self.store, self.name, size, self.profile_entries)
 
     def _find_clock(self):
@@ -347,8 +345,7 @@ class ProfileGeneric(CosemObject):
     def capture(self, at=None):
         """Append one row now. at: UTC instant the Clock columns are stamped with
         (the period boundary, the event time); None reads the clock object."""
-        row = self._row
-        row[:] = self._zero
+        row = bytearray(self._log.record_size)  # captures are rare: no buffer kept
         for obj, attr, index, width, offset in self._cols:
             enc = self._encode(obj, attr, index, at)
             if len(enc) > width:

@@ -163,7 +163,6 @@ NEEDS_STORE = ("0-0:99.98.1.255", "0-0:96.11.1.255", "1-0:99.1.0.255", "1-0:99.2
 # Registers that are never written nor reset through DLMS (MID billing data).
 BILLING = ("1-0:1.8.0.255", "1-0:2.8.0.255")
 
-_NONE = {}  # rights of an unknown client (never written)
 _ATTR_CODES = "-rwb"  # index = attribute access code
 _METHOD_CODES = "-x"  # index = method access code
 
@@ -186,7 +185,10 @@ class ObjectTable:
         self.max_pdu = max_pdu
         self._objects = []        # table order: the order of every object_list
         self._by_name = {}        # logical name -> object
-        self._access = {}         # client -> {logical name: (attr codes, method codes)}
+        # logical name -> its access_rights() row (one string or None per client column):
+        # the rows are constants (ROM in frozen firmware), so rights cost no heap.
+        self._rights = {}
+        self._column = {}         # client -> its column in those rows
         self._clients = {}        # client -> policy dict
         self._associations = {}   # client -> its AssociationLN instance
 
@@ -208,17 +210,25 @@ class ObjectTable:
             "pre_established": sap == PRE_ESTABLISHED,
         }
         self._associations[sap] = association
-        self._access[sap] = {}
+        self._column[sap] = len(self._column)
 
-    def grant(self, client, obj, rights):
-        """rights: "attrs/methods" string as in access_rights(). Kept as the string itself
-        (ROM in frozen firmware): decoding per request is cheaper than the RAM
+    def grant(self, obj, row):
+        """row: the object's rights per client, in add_client order: an
+        "attrs/methods" string as in access_rights(), or None (not visible). Kept
+        as the strings themselves: decoding per request is cheaper than the RAM
         a table of decoded codes costs on a 64 KB heap."""
-        what = "%r for client %d" % (obj, client)
-        attrs, _, methods = rights.partition("/")
-        _check(attrs, _ATTR_CODES, len(obj.ATTRIBUTES), what)
-        _check(methods, _METHOD_CODES, len(obj.METHODS), what)
-        self._access[client][obj.logical_name] = rights
+        for rights in row:
+            if rights is not None:
+                attrs, _, methods = rights.partition("/")
+                what = "%r: %r" % (obj, rights)
+                _check(attrs, _ATTR_CODES, len(obj.ATTRIBUTES), what)
+                _check(methods, _METHOD_CODES, len(obj.METHODS), what)
+        self._rights[obj.logical_name] = row
+
+    def _rights_of(self, client, obj):
+        row = self._rights.get(obj.logical_name)
+        k = self._column.get(client)
+        return None if row is None or k is None else row[k]
 
     # --- queries (server and association objects) -------------------------
 
@@ -237,25 +247,21 @@ class ObjectTable:
 
     def objects_for(self, client):
         """Objects the client sees, in table order (its object_list)."""
-        rights = self._access.get(client)
-        if rights is None:
-            return []
-        return [o for o in self._objects if o.logical_name in rights]
+        return [o for o in self._objects if self._rights_of(client, o) is not None]
 
     def visible(self, client, obj):
-        rights = self._access.get(client)
-        return rights is not None and obj.logical_name in rights
+        return self._rights_of(client, obj) is not None
 
     def attribute_access(self, client, obj, attr):
         """0 no access, 1 read, 2 write, 3 read-write (0 for unknown ids)."""
-        r = self._access.get(client, _NONE).get(obj.logical_name)
+        r = self._rights_of(client, obj)
         if r is None or not 1 <= attr <= len(obj.ATTRIBUTES):
             return 0
         return _ATTR_CODES.index(r[attr - 1])
 
     def method_access(self, client, obj, method):
         """0 no access, 1 access (0 for unknown ids)."""
-        r = self._access.get(client, _NONE).get(obj.logical_name)
+        r = self._rights_of(client, obj)
         if r is None or not 1 <= method <= len(obj.METHODS):
             return 0
         return _METHOD_CODES.index(r[len(obj.ATTRIBUTES) + method])
@@ -365,7 +371,6 @@ def _add_logs_and_profiles(t, clock, store):
 def _apply_access(t):
     listed = set()
     billing = [obis(b) for b in BILLING]
-    saps = [c[0] for c in client_policies()]
     for name, rights in access_rights():
         obj = t.find(obis(name))
         if obj is None and name in NEEDS_STORE:
@@ -373,12 +378,11 @@ def _apply_access(t):
         if obj is None:
             raise ValueError("ACCESS names a missing object " + name)
         listed.add(obj.logical_name)
-        for k in range(len(saps)):
-            if rights[k] is None:
-                continue
-            if obj.logical_name in billing and ("w" in rights[k] or "b" in rights[k] or "x" in rights[k]):
-                raise ValueError("billing register must stay read-only: " + name)
-            t.grant(saps[k], obj, rights[k])
+        if obj.logical_name in billing:
+            for r in rights:
+                if r is not None and ("w" in r or "b" in r or "x" in r):
+                    raise ValueError("billing register must stay read-only: " + name)
+        t.grant(obj, rights)
     for obj in t.objects():
         if obj.logical_name not in listed:
             raise ValueError("no ACCESS row for %r" % obj)

@@ -479,9 +479,11 @@ def test_build_refuses_write_access_to_billing_registers():
 def test_access_strings_must_match_class():
     t, _ = meter()
     clock = t.lookup(8, CLOCK)
-    raises(ValueError, t.grant, PUBLIC, clock, "rrrr/------")
-    raises(ValueError, t.grant, PUBLIC, clock, "rrrrrrrrr/---")
-    raises(ValueError, t.grant, PUBLIC, clock, "rrrrrrrrz/------")
+    raises(ValueError, t.grant, clock, ("rrrr/------", None, None, None))
+    raises(ValueError, t.grant, clock, (None, "rrrrrrrrr/---", None, None))
+    raises(ValueError, t.grant, clock, ("rrrrrrrrr/------", None, None, "rrrrrrrrz/------"))
+    t.grant(clock, ("rrrrrrrrr/------", None, None, None))
+    assert t.attribute_access(PUBLIC, clock, 2) == 1 and not t.visible(MANAGEMENT, clock)
 
 
 def test_client_rights():

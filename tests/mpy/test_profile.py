@@ -287,7 +287,7 @@ def test_corrupt_row_is_skipped():
         quarter_rows(m, p, 3)
         path = store.path(p.name + ".ring")
         with open(path, "r+b") as f:
-            f.seek(p._log._rec + 10)            # inside the second row
+            f.seek(len(p._log._buf) + 10)       # inside the second row
             f.write(b"\xAA")
         p2 = m.profile(Store(store.directory, fsync=False), entries=4)
         assert [row_energy(x) for x in rows(p2)] == [100, 300]
