@@ -20,32 +20,37 @@ from cosem.data import StatusWord
 from cosem.profile import EV_CLOCK_NEW, EV_CLOCK_OLD, EV_POWER_DOWN, EV_POWER_UP
 from metering.task import MeteringTask
 
-# Command-line options of the simulator: name -> (config key, converter).
-OPTIONS = {
-    "--host": ("host", str),
-    "--hdlc-port": ("hdlc_port", int),
-    "--wrapper-port": ("wrapper_port", int),
-    "--state": ("state", str),
-    "--speed": ("speed", int),
-    "--physical-address": ("physical", int),
-    # The simulated load (adapters/adc_sim.py): RMS values, current lag in degrees
-    # (negative leads), mains frequency, harmonics "v3=0.05,i3=0.3,i5=0.1" (fractions
-    # of the fundamental), noise (LSB RMS), DC offset (LSB), or a recorded-sample file.
-    "--sim-voltage": ("voltage", float),
-    "--sim-current": ("current", float),
-    "--sim-phase": ("phase", float),
-    "--sim-frequency": ("frequency", float),
-    "--sim-harmonics": ("harmonics", str),
-    "--sim-noise": ("noise", float),
-    "--sim-offset": ("offset", float),
-    "--sim-replay": ("replay", str),
-    # Load for this many simulated seconds from start, then stop sampling (energy
-    # frozen): lets a test compare the energy with an exactly known integral.
-    "--sim-duration": ("duration", int),
-}
-DEFAULTS = {"host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1,
-            "physical": 16, "voltage": 230.0, "current": 5.0, "phase": 0.0, "frequency": 50.0, "harmonics": "",
-            "noise": 1.0, "offset": 0.0, "replay": "", "duration": 0}
+def options():
+    """Command-line options of the simulator: name -> (config key, converter), and the
+    defaults. Built when parsing, not kept: module-level tables would hold RAM for good."""
+    return {
+        "--host": ("host", str),
+        "--hdlc-port": ("hdlc_port", int),
+        "--wrapper-port": ("wrapper_port", int),
+        "--state": ("state", str),
+        "--speed": ("speed", int),
+        "--physical-address": ("physical", int),
+        # The simulated load (adapters/adc_sim.py): RMS values, current lag in degrees
+        # (negative leads), mains frequency, harmonics "v3=0.05,i3=0.3,i5=0.1" (fractions
+        # of the fundamental), noise (LSB RMS), DC offset (LSB), or a recorded-sample file.
+        "--sim-voltage": ("voltage", float),
+        "--sim-current": ("current", float),
+        "--sim-phase": ("phase", float),
+        "--sim-frequency": ("frequency", float),
+        "--sim-harmonics": ("harmonics", str),
+        "--sim-noise": ("noise", float),
+        "--sim-offset": ("offset", float),
+        "--sim-replay": ("replay", str),
+        # Load for this many simulated seconds from start, then stop sampling (energy
+        # frozen): lets a test compare the energy with an exactly known integral.
+        "--sim-duration": ("duration", int),
+    }, {
+        "host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1,
+        "physical": 16, "voltage": 230.0, "current": 5.0, "phase": 0.0, "frequency": 50.0, "harmonics": "",
+        "noise": 1.0, "offset": 0.0, "replay": "", "duration": 0,
+    }
+
+
 SIM_KEYS = ("voltage", "current", "phase", "frequency", "noise", "offset")
 ALIVE = "alive"  # Store record: the last simulated second the meter knew it was running
 ALIVE_PERIOD_S = 60
@@ -53,12 +58,12 @@ RESERVE = 16 * 1024  # contiguous heap kept free for run-time buffers (see serve
 
 
 def parse_args(argv):
-    config = dict(DEFAULTS)
+    table, config = options()
     k = 0
     while k < len(argv):
-        if argv[k] not in OPTIONS or k + 1 >= len(argv):
-            raise SystemExit("unknown option or missing value: " + argv[k] + "\noptions: " + " ".join(OPTIONS))
-        key, convert = OPTIONS[argv[k]]
+        if argv[k] not in table or k + 1 >= len(argv):
+            raise SystemExit("unknown option or missing value: " + argv[k] + "\noptions: " + " ".join(table))
+        key, convert = table[argv[k]]
         config[key] = convert(argv[k + 1])
         k += 2
     return config

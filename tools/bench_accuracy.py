@@ -209,7 +209,7 @@ class Manual:
 
 amps = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
 d = sys.argv[2]
-config = dict(main.DEFAULTS)
+config = main.parse_args([])
 config["current"] = amps
 store = Store(d, fsync=False)
 security = load_security(store, BOARD)
