@@ -54,7 +54,7 @@ def options():
 SIM_KEYS = ("voltage", "current", "phase", "frequency", "noise", "offset")
 ALIVE = "alive"  # Store record: the last simulated second the meter knew it was running
 ALIVE_PERIOD_S = 60
-RESERVE = 16 * 1024  # contiguous heap kept free for run-time buffers (see serve)
+RESERVE = 8 * 1024  # contiguous heap kept free for run-time buffers (see serve)
 
 
 def parse_args(argv):
@@ -190,8 +190,9 @@ def serve(config):
     # The links' buffers first: they are the largest blocks the meter keeps, and a
     # heap fragmented by building everything else might no longer have room for them.
     # Then a reserve, freed once all is built: the many small objects built meanwhile
-    # go around it, and it stays one free run for the GET blocks' buffers (the GC does
-    # not move objects: room for a 1 KB block is planned, not hoped for).
+    # go around it, and it stays one free run for the server's response buffer and the
+    # links' copies of replies (the GC does not move objects: room for a 1 KB block is
+    # planned, not hoped for).
     loop = net.Loop(None)
     reserve = bytearray(RESERVE)
     clients = [policy[0] for policy in client_policies()]
@@ -203,9 +204,9 @@ def serve(config):
     task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
                         budget_pairs=2000000)
     objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
+    del reserve  # the server's response buffer goes first into the run it kept
     server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
     print(describe_keys(security.keys if security else None))
-    del reserve
     housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
     announce(config, server)
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else

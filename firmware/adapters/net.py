@@ -102,13 +102,27 @@ class Loop:
         last = time.ticks_ms()
         while True:
             for sock, events in self.poll.poll(period_ms):
-                if sock in self.listeners:
-                    self._accept(sock)
-                elif events & _READABLE:
-                    self._read(sock)
+                try:
+                    if sock in self.listeners:
+                        self._accept(sock)
+                    elif events & _READABLE:
+                        self._read(sock)
+                except MemoryError:
+                    self._out_of_memory(sock)
             now = time.ticks_ms()
             if time.ticks_diff(now, last) >= period_ms:
                 last = now
-                for conn in self.connections.values():
-                    conn.tick(now)
+                for sock in list(self.connections):
+                    try:
+                        self.connections[sock].tick(now)
+                    except MemoryError:
+                        self._out_of_memory(sock)
                 periodic(now)
+
+    def _out_of_memory(self, sock):
+        """The heap could not serve this connection (too fragmented for a reply): it
+        is dropped, as a lost line would be, and the meter goes on serving the others
+        and metering; nothing stored depends on a connection."""
+        print("net: out of memory, connection dropped")
+        if sock in self.connections:
+            self._drop(sock)

@@ -277,19 +277,30 @@ def encode_get_response_normal(invoke_id_and_priority, result):
     return bytes(out)
 
 
-def encode_get_response_with_datablock(invoke_id_and_priority, last_block, block_number, result):
-    """DataBlock-G: result is the raw-data (bytes-like, a slice of the encoded
-    Data) or an int data-access-result."""
+def _block_head(invoke_id_and_priority, last_block, block_number):
     out = _head(GET_RESPONSE, GET_WITH_DATABLOCK, invoke_id_and_priority)
     out.append(1 if last_block else 0)
     encode_uint_into(out, block_number, 4)
-    if isinstance(result, int):
-        out.append(1)
-        _u8(out, result)
-    else:
-        out.append(0)
-        encode_length_into(out, len(result))
-        out.extend(result)
+    return out
+
+
+def datablock_head(invoke_id_and_priority, last_block, block_number, n):
+    """A GET response with-datablock up to its raw-data of n octets, which follow it:
+    lets the server read a block's data into place and put this head before it."""
+    out = _block_head(invoke_id_and_priority, last_block, block_number)
+    out.append(0)
+    encode_length_into(out, n)
+    return out
+
+
+def encode_get_response_with_datablock(invoke_id_and_priority, last_block, block_number, result):
+    """DataBlock-G: result is the raw-data (bytes-like, a slice of the encoded
+    Data) or an int data-access-result."""
+    if not isinstance(result, int):
+        return bytes(datablock_head(invoke_id_and_priority, last_block, block_number, len(result)) + result)
+    out = _block_head(invoke_id_and_priority, last_block, block_number)
+    out.append(1)
+    _u8(out, result)
     return bytes(out)
 
 

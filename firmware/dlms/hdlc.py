@@ -295,6 +295,10 @@ class HDLCLink:
         self._olen = 0
         self._ra = bytearray(max_apdu + 3)  # reassembly of segmented APDUs, LLC included
         self._ramv = memoryview(self._ra)
+        # The outgoing APDU's own room: emptied, a bytearray keeps its allocation, so a
+        # reply copied in later needs no new block.
+        self._txbuf = bytearray(max_apdu)
+        self._txbuf[:] = b""
         self._ra_len = 0  # -1: too long, discarding up to the final segment
         self._fhdr = memoryview(bytearray(5))  # reply addresses of the frame being handled
         self._fhl = 0
@@ -362,13 +366,20 @@ class HDLCLink:
 
     def send_apdu(self, client, apdu):
         """Queue a whole APDU; it leaves in frames of at most the negotiated size, as
-        the client polls. The link keeps a reference to apdu: do not modify it."""
+        the client polls. The link keeps a reference to a bytes apdu and a copy of any
+        other (a view of the server's response buffer is reused for the next reply)."""
         if self._mute:
             self.stats["reply_suppressed"] += 1
             return
         if self.state != NRM or client != self.client:
             self.stats["tx_dropped"] += 1
             return
+        if type(apdu) is not bytes:
+            if self._tx is None:
+                self._txbuf[:] = apdu
+                apdu = self._txbuf
+            else:
+                apdu = bytes(apdu)  # a reply queued behind another (rare): its own copy
         if self._tx is None:
             self._start(apdu)
         else:

@@ -67,6 +67,10 @@ _PEER_COUNTER_RECORDS = (("ek", "ic_peer_ek"), ("bk", "ic_peer_bk"))
 _POLICIES = (0, 0x10, 0x20, 0x30)
 
 TAG_LEN = const(12)
+# Room wrap_into needs before a plain APDU: tag, system-title length and title,
+# content length (3), SC, IC(4). A response grows by at most CIPHER_OVERHEAD.
+WRAP_HEADROOM = const(18)
+CIPHER_OVERHEAD = const(30)  # WRAP_HEADROOM + TAG_LEN
 _GET_REQUEST = const(0xC0)
 SYSTEM_TITLE_LEN = const(8)
 _HLS_SC = const(0x10)          # Green Book 9.2.7.4: f() is always authentication only
@@ -145,17 +149,32 @@ def _check_sc(sc):
 
 def protect(sc, key, ak, system_title, ic, plaintext):
     """SC || IC || out (see the file header). key: 16 bytes or an AESGCM."""
+    n = len(plaintext)
+    buf = bytearray(5 + n + TAG_LEN)
+    buf[5:5 + n] = plaintext
+    start, end = protect_into(sc, key, ak, system_title, ic, buf, 5, 5 + n)
+    return bytes(memoryview(buf)[start:end])
+
+
+def protect_into(sc, key, ak, system_title, ic, buf, start, end):
+    """protect() in place: the plaintext buf[start:end] becomes out, SC || IC goes in
+    the 5 bytes before start and T in the TAG_LEN after end; -> (start, end) of
+    SC || IC || out. No allocation the size of the APDU."""
     _check_sc(sc)
     g = _cipher(key)
     head = struct.pack(">BI", sc, ic)
     iv = bytes(system_title) + head[1:]
     mode = sc & _SC_PROTECTION
+    mv = memoryview(buf)
     if mode == SC_AUTHENTICATED_ENCRYPTED:
-        return head + g.encrypt(iv, plaintext, head[:1] + ak)
-    if mode == SC_AUTHENTICATED:
-        plaintext = bytes(plaintext)
-        return head + plaintext + g.encrypt(iv, b"", head[:1] + ak + plaintext)
-    return head + g.encrypt(iv, plaintext, b"", 0)
+        end = start + g.encrypt_into(iv, mv[start:end], head[:1] + ak, mv[start:end + TAG_LEN])
+    elif mode == SC_AUTHENTICATED:
+        end += g.encrypt_into(iv, b"", head[:1] + ak + bytes(mv[start:end]), mv[end:end + TAG_LEN])
+    else:
+        g.encrypt_into(iv, mv[start:end], b"", mv[start:end], 0)
+    start -= 5
+    buf[start:start + 5] = head
+    return start, end
 
 
 def unprotect(key, ak, system_title, content):
@@ -467,6 +486,16 @@ class CipherSession:
         (general with general, the meter's system title inside; service-specific
         with service-specific), under a fresh own counter. An exception-response
         and anything answering a plain request (reply_form None) go as they are."""
+        n = len(plain)
+        buf = bytearray(WRAP_HEADROOM + n + TAG_LEN)
+        buf[WRAP_HEADROOM:WRAP_HEADROOM + n] = plain
+        return bytes(self.wrap_into(buf, WRAP_HEADROOM, WRAP_HEADROOM + n, reply_form))
+
+    def wrap_into(self, buf, start, end, reply_form):
+        """wrap() in place, for the server's one response buffer: the plain APDU is
+        buf[start:end], with WRAP_HEADROOM free bytes before it and TAG_LEN after;
+        -> a memoryview of the APDU to send, inside buf."""
+        plain = memoryview(buf)[start:end]
         if reply_form is None or not plain or plain[0] == EXCEPTION_RESPONSE:
             return plain
         form, sc, kind = reply_form
@@ -481,18 +510,25 @@ class CipherSession:
             tag = tags[1] if kind == KEY_DEDICATED else tags[0]
             st = None
         g = self._ded if kind == KEY_DEDICATED else ctx.cipher(KEY_GLOBAL)
-        return self._frame(tag, st, protect(sc, g, ctx.ak, ctx.system_title,
-                                            ctx.own_counter.next(), plain))
+        start, end = protect_into(sc, g, ctx.ak, ctx.system_title, ctx.own_counter.next(), buf, start, end)
+        head = self._frame_head(tag, st, end - start)
+        start -= len(head)
+        buf[start:start + len(head)] = head
+        return memoryview(buf)[start:end]
 
     @staticmethod
-    def _frame(tag, system_title, content):
+    def _frame_head(tag, system_title, n):
+        """tag [|| len || system title] || len(n): what precedes n octets of content."""
         out = bytearray((tag,))
         if system_title is not None:
             out.append(len(system_title))
             out.extend(system_title)
-        encode_length_into(out, len(content))
-        out.extend(content)
-        return bytes(out)
+        encode_length_into(out, n)
+        return out
+
+    @classmethod
+    def _frame(cls, tag, system_title, content):
+        return bytes(cls._frame_head(tag, system_title, len(content)) + content)
 
     # -- HLS mechanism 5 (GMAC), Green Book 9.2.7.4 --
 

@@ -25,7 +25,7 @@ from dlms.errors import AccessError, DecodeError
 from dlms import errors
 from dlms.axdr import decode_data, encode_data
 from dlms.events import NEED_DATA, EV_APDU, EV_CONNECT, EV_DISCONNECT
-from dlms.security import CipherSession, SecurityError
+from dlms.security import CIPHER_OVERHEAD, TAG_LEN, WRAP_HEADROOM, CipherSession, SecurityError
 
 # Smallest client PDU worth serving: a GET response block header plus some data.
 _MIN_CLIENT_PDU = const(12)
@@ -34,6 +34,9 @@ _MIN_CLIENT_PDU = const(12)
 _BLOCK_OVERHEAD = const(12)
 # Header of a GET response normal: tag, choice, invoke, result choice.
 _NORMAL_OVERHEAD = const(4)
+# Where a response's data go in the response buffer: room for the largest head before
+# them and for the ciphering's before that.
+_TX_DATA = const(30)  # security.WRAP_HEADROOM + _BLOCK_OVERHEAD
 
 _CIPHERED_CONTEXTS = (acse.CONTEXT_LN_CIPHERED, acse.CONTEXT_SN_CIPHERED)
 _ACSE_TAGS = (acse.AARQ, acse.RLRQ)
@@ -81,7 +84,10 @@ class Association:
 
     @property
     def max_pdu(self):
-        return min(self.client_max_pdu, self.server.max_pdu)
+        """The largest plain response APDU: what the client receives is the ciphered
+        APDU, so a ciphered association leaves room for the protection."""
+        n = min(self.client_max_pdu, self.server.max_pdu)
+        return n - CIPHER_OVERHEAD if self.cipher is not None else n
 
     def close(self):
         self.associated = self.pending = False
@@ -164,7 +170,16 @@ class Association:
         if cipher is None or request[0] in _ACSE_TAGS:
             return self._serve(request)
         plain, form = cipher.unwrap(request)
-        return cipher.wrap(self._serve(plain), form)
+        reply = self._serve(plain)
+        tx = self.server.tx
+        if isinstance(reply, memoryview):  # a block already in the response buffer
+            start = self.server.tx_start
+            end = start + len(reply)
+        else:
+            start = WRAP_HEADROOM
+            end = start + len(reply)
+            tx[start:end] = reply
+        return cipher.wrap_into(tx, start, end, form)
 
     def _serve(self, request):
         tag = request[0]
@@ -343,7 +358,7 @@ def _aarq(assoc, request):
         return _initiate_error(assoc, context, acse.INITIATE_ERROR_DLMS_VERSION_TOO_LOW)
     # 0 means "no limit stated" is not allowed by the Green Book; tiny PDUs cannot
     # carry a block header.
-    if initiate.client_max_receive_pdu_size < _MIN_CLIENT_PDU:
+    if initiate.client_max_receive_pdu_size < _MIN_CLIENT_PDU + (CIPHER_OVERHEAD if assoc.cipher else 0):
         return _initiate_error(assoc, context, acse.INITIATE_ERROR_PDU_SIZE_TOO_SHORT)
     conformance = initiate.proposed_conformance & assoc.offered_conformance
     if not conformance:
@@ -409,24 +424,21 @@ def _whole(result, limit):
 
 
 class _Chunks:
-    """Encoded bytes served block by block, with the streams' read(n) / done; then,
-    if given, the rest of a stream whose first bytes `data` are."""
+    """Encoded bytes served block by block through readinto(buf) / done, as the
+    streams are."""
 
-    def __init__(self, data, rest=None):
-        self.data = data
-        self.pos = 0
-        self.rest = rest
+    def __init__(self, data):
+        self.data = memoryview(data)
 
     @property
     def done(self):
-        return self.pos >= len(self.data) and (self.rest is None or self.rest.done)
+        return not self.data
 
-    def read(self, n):
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += len(chunk)
-        if len(chunk) < n and self.rest is not None:
-            chunk = bytes(chunk) + bytes(self.rest.read(n - len(chunk)))
-        return chunk
+    def readinto(self, buf):
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        self.data = self.data[n:]
+        return n
 
 
 def _get(assoc, request):
@@ -440,18 +452,21 @@ def _get(assoc, request):
     if choice == apdu.GET_NORMAL:
         result = _data_result(assoc, value)
         if hasattr(result, "read"):
-            # A stream's size is unknown: what fits one APDU goes as a normal
-            # response (some clients take no single-block transfer), the rest in blocks.
+            # A stream's size is unknown: read into place what one APDU holds. All
+            # of it goes as a normal response (some clients take no single-block
+            # transfer), else it is block 1 of a transfer.
+            room = assoc.max_pdu - (_BLOCK_OVERHEAD if blocks else _NORMAL_OVERHEAD)
             try:
-                first = result.read(assoc.max_pdu - _NORMAL_OVERHEAD)
+                n = result.readinto(memoryview(assoc.server.tx)[_TX_DATA:_TX_DATA + room])
                 whole = result.done
             except AccessError as e:
                 return apdu.encode_get_response_normal(invoke, e.code)
-            if whole:
-                return apdu.encode_get_response_normal(invoke, first)
+            if whole:  # an empty raw Data is exactly the head of the response
+                return _in_place(assoc, apdu.encode_get_response_normal(invoke, b""), n)
             if not blocks:
                 return apdu.encode_get_response_normal(invoke, errors.OTHER_REASON)
-            return _start_blocks(assoc, invoke, _Chunks(first, result))
+            assoc._get_blocks = (invoke, result, 1)
+            return _in_place(assoc, apdu.datablock_head(invoke, False, 1, n), n)
         response = apdu.encode_get_response_normal(invoke, result)
         if isinstance(result, int) or len(response) <= assoc.max_pdu:
             return response
@@ -475,16 +490,27 @@ def _start_blocks(assoc, invoke, stream):
 
 
 def _next_block(assoc):
+    """The next DataBlock-G, its data read into place in the response buffer (no
+    block-sized allocation)."""
     invoke, stream, number = assoc._get_blocks
     number += 1
     try:
-        chunk = stream.read(assoc.max_pdu - _BLOCK_OVERHEAD)
+        n = stream.readinto(memoryview(assoc.server.tx)[_TX_DATA:_TX_DATA + assoc.max_pdu - _BLOCK_OVERHEAD])
         last = stream.done
     except AccessError as e:  # e.g. the profile buffer moved under the transfer
         assoc._get_blocks = None
         return apdu.encode_get_response_with_datablock(invoke, True, number, e.code)
     assoc._get_blocks = None if last else (invoke, stream, number)
-    return apdu.encode_get_response_with_datablock(invoke, last, number, chunk)
+    return _in_place(assoc, apdu.datablock_head(invoke, last, number, n), n)
+
+
+def _in_place(assoc, head, n):
+    """The response whose n data octets are in the response buffer at _TX_DATA: its
+    head goes right before them; a view of the whole is returned."""
+    server = assoc.server
+    start = server.tx_start = _TX_DATA - len(head)
+    server.tx[start:_TX_DATA] = head
+    return memoryview(server.tx)[start:_TX_DATA + n]
 
 
 def _get_next(assoc, invoke, block_number):
@@ -622,6 +648,12 @@ class DlmsServer:
     def __init__(self, table, board, clock=None, security=None, events=None):
         self.table = table
         self.max_pdu = board.get("max_pdu", 1024)
+        # THE response buffer: large responses are built in it and protected in
+        # place, so serving a block allocates nothing its size (a microcontroller's
+        # heap is too fragmented to promise 1 KB blocks at run time). A memoryview
+        # response is a view of it, starting at tx_start; the links copy it.
+        self.tx = bytearray(_TX_DATA + self.max_pdu + TAG_LEN)
+        self.tx_start = 0
         self.clock = clock
         self.security = security
         self.events = events if events is not None else RecentEvents(clock)

@@ -31,6 +31,10 @@ class WrapperLink:
         self.wport = wport
         self.max_length = max_length
         self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
+        # Replies are copied in at once (an APDU handed over may be a view of the
+        # server's one response buffer, reused for the next reply). Emptied, a
+        # bytearray keeps its allocation: room for the largest reply is taken once, here.
+        self._out = bytearray(HEADER_LEN + max_length)
         self.reset()
 
     def reset(self):
@@ -40,7 +44,8 @@ class WrapperLink:
         self._skip = 0  # octets still to discard of a refused APDU
         self._clients = set()
         self._events = []
-        self._out = []
+        self._out[:] = b""
+        self._taken = False  # data_to_send() handed out a view of _out
 
     def receive_data(self, data):
         if self.closed:
@@ -89,15 +94,23 @@ class WrapperLink:
 
     def send_apdu(self, client, apdu):
         if not self.closed:
-            self._out.append(encode_header(self.wport, client, len(apdu)))
-            self._out.append(apdu)
+            self._release()
+            self._out += encode_header(self.wport, client, len(apdu))
+            self._out += apdu
 
     def data_to_send(self):
+        """The bytes to send now: a view of the link's buffer, valid until the next
+        call to the link (the transport writes it at once; no copy of a reply)."""
+        self._release()
         if not self._out:
             return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        self._taken = True
+        return memoryview(self._out)
+
+    def _release(self):
+        if self._taken:
+            self._out[:] = b""
+            self._taken = False
 
     def tick(self, now_ms):
         pass  # the TCP connection's own lifetime bounds the wrapper's

@@ -10,7 +10,8 @@ from adapters.store import Store
 from cosem.base import obis
 from cosem.table import build_objects
 from dlms import acse, apdu, ber, errors, keys, keywrap, security
-from dlms.axdr import decode_length
+from dlms import axdr
+from dlms.axdr import decode_data, decode_length
 from dlms.security import SecurityContext
 from dlms.server import DlmsServer
 from dlms.counters import PeerCounter
@@ -67,13 +68,13 @@ class Meter:
         return [row[1][1][1] for row in rows]
 
 
-def initiate(dedicated_key=None, conformance=0x401E1D):
+def initiate(dedicated_key=None, conformance=0x401E1D, max_pdu=0x400):
     out = bytearray(b"\x01")
     if dedicated_key:
         out += bytes((1, len(dedicated_key))) + dedicated_key
     else:
         out.append(0)
-    out += b"\x00\x00\x06\x5f\x1f\x04\x00" + conformance.to_bytes(3, "big") + b"\x04\x00"
+    out += b"\x00\x00\x06\x5f\x1f\x04\x00" + conformance.to_bytes(3, "big") + max_pdu.to_bytes(2, "big")
     return bytes(out)
 
 
@@ -303,6 +304,37 @@ def test_every_ciphered_form_answered_in_kind():
             rtag, plain = deciphered(assoc.handle_apdu(ciphered(tag, ic, reset, key), 0), key)
             assert rtag == want and plain[:4] == bytes((0xC7, 1, 0xC1, errors.READ_WRITE_DENIED))
             ic += 1
+
+
+def test_ciphered_block_transfer_fits_the_client_pdu():
+    # The object list in blocks, ciphered in both forms: every APDU the client gets,
+    # protection included, within min(client, meter) max PDU; blocks numbered from 1
+    # and joining up to one A-XDR array (the meter builds them in place in one buffer).
+    get_list = unhex("C001C1000F0000280000FF0200")
+    for client_pdu in (1024, 100):
+        for tag in (0xC8, 0xDB):
+            with TempDir() as d:
+                m = Meter(d)
+                assoc, ic = hls_associate(m, plain=initiate(max_pdu=client_pdu))
+                limit = min(client_pdu, CONFIG["max_pdu"])
+                data, number, request = bytearray(), 0, get_list
+                while True:
+                    reply = assoc.handle_apdu(ciphered(tag, ic, request), 0)
+                    ic += 1
+                    assert len(reply) <= limit, (client_pdu, tag, len(reply))
+                    plain = deciphered(reply)[1]
+                    assert plain[:3] == unhex("C402C1") and plain[8] == 0, plain[:9]
+                    number += 1
+                    assert int.from_bytes(plain[4:8], "big") == number
+                    n, pos = decode_length(plain, 9)
+                    assert pos + n == len(plain)
+                    data += plain[pos:]
+                    if plain[3]:
+                        break
+                    request = unhex("C002C1") + number.to_bytes(4, "big")
+                assert number > 1
+                objects, end = decode_data(data)
+                assert end == len(data) and objects[0] == axdr.ARRAY and len(objects[1]) > 20
 
 
 def test_replayed_tampered_and_plain_apdus_refused_and_logged():

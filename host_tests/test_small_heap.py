@@ -1,0 +1,49 @@
+"""The meter on a microcontroller-sized heap over a long session: every attribute each
+client's object list shows as readable is read by that client, the public client over
+HDLC, the LLS reader and the HLS-GMAC management client over the wrapper, the whole
+sweep twice over. The object lists, profiles and event logs come in GET blocks
+(ciphered for the management client), which is where a fragmented heap used to run
+out of room for a 1 KB block; the meter must answer every read, every time."""
+from gurux_dlms.enums import AccessMode
+
+from clients import LLS, LLS_PASSWORD, GuruxClient, secure
+
+PROFILE = 7  # Profile generic: capture_objects (3) before buffer (2), as a client does
+READABLE = (AccessMode.READ, AccessMode.READ_WRITE, AccessMode.AUTHENTICATED_READ,
+            AccessMode.AUTHENTICATED_READ_WRITE)
+
+
+def sweep(client):
+    """-> (reads done, failures as (LN, attribute, error))."""
+    reads, failures = 0, []
+    for obj in client.get_object_list():
+        attrs = list(range(1, obj.getAttributeCount() + 1))
+        if obj.objectType == PROFILE:
+            attrs.sort(key=lambda a: a != 3)
+        for attr in attrs:
+            if obj.getAccess(attr) not in READABLE:
+                continue
+            try:
+                client.read_object(obj, attr)
+                reads += 1
+            except Exception as e:  # collected: the report names every failed read
+                failures.append((obj.logicalName, attr, repr(e)[:120]))
+    return reads, failures
+
+
+def test_every_readable_attribute_by_every_client_twice(meter_small):
+    m = meter_small
+    for _ in range(2):
+        with GuruxClient.tcp(m.hdlc_port) as c:
+            c.associate()
+            public = sweep(c)
+        with GuruxClient.tcp(m.wrapper_port, "wrapper", client=LLS, password=LLS_PASSWORD) as c:
+            c.associate()
+            reader = sweep(c)
+        with secure(m.wrapper_port) as c:
+            c.associate()
+            management = sweep(c)
+        for name, (reads, failures) in (("public", public), ("reader", reader), ("management", management)):
+            assert reads > 30 and not failures, (name, reads, failures)
+    log = m.stdout() + m.stderr()
+    assert "out of memory" not in log and "MemoryError" not in log, m.output()
