@@ -24,8 +24,7 @@ import serial
 import structlog
 
 from gurux_dlms import GXByteBuffer, GXDLMSClient, GXDLMSException, GXReplyData, _GXObjectFactory
-from gurux_dlms.enums import Authentication, DataType, InterfaceType, ObjectType, Security
-from gurux_dlms.secure import GXDLMSSecureClient
+from gurux_dlms.enums import Authentication, DataType, InterfaceType, ObjectType
 
 from dlms_cosem import cosem, enumerations, utils
 from dlms_cosem.client import DlmsClient
@@ -398,45 +397,3 @@ class CosemClient:
     def set(self, obis, class_id, attr, data_bytes):
         """SET-normal with A-XDR encoded data; returns dlms-cosem's SetResponse event."""
         return self.dlms.set(self.attribute(obis, class_id, attr), data_bytes)
-
-
-# ---------------------------------------------------------------------------------
-# The management client: HLS-5 GMAC, authenticated and encrypted (gurux)
-# ---------------------------------------------------------------------------------
-EK = bytes(range(16))  # Green Book test keys: boards/UNIX/test_keys.json
-AK = bytes(range(0xD0, 0xE0))
-INVOCATION_COUNTER = "0-0:43.1.0.255"
-
-
-class SecureGurux(GuruxClient):
-    """GuruxClient with GXDLMSSecureClient and HLS pass 3/4 after the AARE."""
-
-    def __init__(self, link, interface="wrapper", ek=EK, ak=AK, counter=1, title="4D4D4D0000000001"):
-        super().__init__(link, interface)
-        server = self.client.serverAddress
-        self.client = GXDLMSSecureClient(True, MANAGEMENT, server, Authentication.HIGH_GMAC, None,
-                                         InterfaceType.WRAPPER if interface == "wrapper" else InterfaceType.HDLC)
-        self.client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-        self.client.ciphering.systemTitle = bytes.fromhex(title)
-        self.client.ciphering.blockCipherKey = ek
-        self.client.ciphering.authenticationKey = ak
-        self.client.ciphering.invocationCounter = counter
-
-    def associate(self):
-        super().associate()
-        reply = self.exchange(self.client.getApplicationAssociationRequest())
-        self.client.parseApplicationAssociationResponse(reply.data)
-        return self
-
-
-def next_counter(port):
-    """IDIS: the public client reads the counter the meter expects next."""
-    with GuruxClient.tcp(port, "wrapper") as c:
-        return c.read(INVOCATION_COUNTER, 1, 2)[0]
-
-
-def secure(port, interface="wrapper", **kw):
-    kw.setdefault("counter", next_counter(port))
-    return SecureGurux(TcpLink("127.0.0.1", port), interface, **kw)
-
-

@@ -24,7 +24,7 @@ from meter import Meter, MeterError  # noqa: E402
 # that the whole meter (DLMS, security, metering with its simulated ADC, profiles and
 # logs) is measured to need by `make bench` ("smallest heap serving 2 sessions"), with
 # a margin. The readable-meter stage ran in 64 KiB; see README, "Memory".
-SMALL_HEAP = "128k"
+SMALL_HEAP = "96k"
 _HEAPS = []
 for _h in (os.environ.get("MPY_HEAP") or None, SMALL_HEAP):
     if _h not in _HEAPS:

@@ -6,7 +6,8 @@ sweep twice over. The object lists, profiles and event logs come in GET blocks
 out of room for a 1 KB block; the meter must answer every read, every time."""
 from gurux_dlms.enums import AccessMode
 
-from clients import LLS, LLS_PASSWORD, GuruxClient, secure
+from clients import LLS, LLS_PASSWORD, GuruxClient
+from secure_clients import SecureGuruxClient
 
 PROFILE = 7  # Profile generic: capture_objects (3) before buffer (2), as a client does
 READABLE = (AccessMode.READ, AccessMode.READ_WRITE, AccessMode.AUTHENTICATED_READ,
@@ -40,7 +41,7 @@ def test_every_readable_attribute_by_every_client_twice(meter_small):
         with GuruxClient.tcp(m.wrapper_port, "wrapper", client=LLS, password=LLS_PASSWORD) as c:
             c.associate()
             reader = sweep(c)
-        with secure(m.wrapper_port) as c:
+        with SecureGuruxClient.tcp(m.wrapper_port, "wrapper") as c:
             c.associate()
             management = sweep(c)
         for name, (reads, failures) in (("public", public), ("reader", reader), ("management", management)):

@@ -11,8 +11,9 @@ GuruxDLMS.c server 95 us per GET and 415 us per connect-associate-read-release-
 disconnect cycle, Gurux Python server 216 us per GET. The machine is shared: run it
 twice before believing a difference of a few percent. Nothing here asserts.
 
-Sections: get, cycle, heap, frozen, then the layer benchmarks (gcm on the 32- and
-64-bit builds, metering, accuracy); secure: ciphered vs plain GET and the HLS association, each printing its own figures.
+Sections: get, cycle, heap, frozen, then the layer benchmarks, each printing its own
+figures: gcm (on the 32- and 64-bit builds), secure (ciphered vs plain GET and the
+HLS-5 association, tools/bench_security.py), metering, accuracy.
 """
 import argparse
 import os
@@ -24,7 +25,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host_tests"))
 
-from clients import GuruxClient, secure  # noqa: E402
+from clients import GuruxClient  # noqa: E402
 from meter import Meter, MeterError  # noqa: E402
 
 ENERGY = "1-0:1.8.0.255"
@@ -57,45 +58,6 @@ def cpu_per_cycle(meter, count):
     for _ in range(count):
         cycle()
     return (meter.cpu_seconds() - before) / count * 1e6
-
-
-def cpu_per_secure_get(meter, count):
-    """Management client, HLS-GMAC, authenticated and encrypted, over HDLC."""
-    c = secure(meter.wrapper_port, "hdlc")
-    c.link = __import__("clients").TcpLink("127.0.0.1", meter.hdlc_port)
-    c.connect()
-    try:
-        obj = c.make_object(ENERGY, 3)
-        for _ in range(50):
-            c.read_object(obj, 2)
-        before = meter.cpu_seconds()
-        for _ in range(count):
-            c.read_object(obj, 2)
-        return (meter.cpu_seconds() - before) / count * 1e6
-    finally:
-        c.release()
-        c.disconnect()
-        c.close()
-
-
-def cpu_per_hls_association(meter, count):
-    def cycle():
-        c = secure(meter.wrapper_port, "hdlc")
-        c.link = __import__("clients").TcpLink("127.0.0.1", meter.hdlc_port)
-        c.connect()
-        c.release()
-        c.disconnect()
-        c.close()
-
-    cycle()
-    before = meter.cpu_seconds()
-    for _ in range(count):
-        cycle()  # includes the public client's read of the counter: measured below
-    total = meter.cpu_seconds() - before
-    before = meter.cpu_seconds()
-    for _ in range(count):
-        secure(meter.wrapper_port)  # the counter read alone
-    return (total - (meter.cpu_seconds() - before)) / count * 1e6
 
 
 def serves_with_heap(state, heap):
@@ -169,29 +131,6 @@ def main():
                            "%.2fx %s (%d us); SNRM,AARQ,GET,RLRQ,DISC; %d cycles" % (us / ref, who, ref, args.cycles))
             finally:
                 m.stop()
-    if want("secure"):
-        for gcm in ("c", "python"):
-            with tempfile.TemporaryDirectory() as tmp:
-                saved = os.environ.get("DLMS_GCM")
-                os.environ["DLMS_GCM"] = gcm
-                m = Meter(pathlib.Path(tmp) / "state")
-                m.start()
-                if saved is None:
-                    del os.environ["DLMS_GCM"]
-                else:
-                    os.environ["DLMS_GCM"] = saved
-                try:
-                    plain = cpu_per_get(m, args.gets)
-                    ciphered = cpu_per_secure_get(m, args.gets)
-                    report("ciphered/plain GET CPU (%s)" % gcm, "%.2f" % (ciphered / plain), "x",
-                           "%.1f us HLS-GMAC auth+enc vs %.1f us public; GuruxDLMS.c 1.8x; target <= 1.3x (C)"
-                           % (ciphered, plain))
-                    if gcm == "c":
-                        us = cpu_per_hls_association(m, max(20, args.cycles // 3))
-                        report("meter CPU per HLS-5 association", "%.0f" % us, "us",
-                               "SNRM, AARQ/AARE, pass 3/4, RLRQ, DISC")
-                finally:
-                    m.stop()
     if want("heap"):
         kb = smallest_heap_kb()
         report("smallest heap serving 2 sessions", kb if kb else "none", "KiB",
@@ -204,6 +143,7 @@ def main():
     layers = (
         ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython"]),
         ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython64"]),
+        ("secure", [sys.executable, "tools/bench_security.py"]),
         ("metering", ["build/micropython", "tools/bench_metering.py"]),
         ("accuracy", [sys.executable, "tools/bench_accuracy.py"]),
     )
