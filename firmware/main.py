@@ -9,7 +9,7 @@ import sys
 from board import BOARD
 from dlms.hdlc import HDLCLink
 from dlms.wrapper import WrapperLink
-from dlms.server import DlmsServer
+from dlms.server import DlmsServer, response_buffer
 from cosem.table import build_objects, client_policies
 from dlms.keys import describe_keys
 from dlms.security import load_security
@@ -54,7 +54,6 @@ def options():
 SIM_KEYS = ("voltage", "current", "phase", "frequency", "noise", "offset")
 ALIVE = "alive"  # Store record: the last simulated second the meter knew it was running
 ALIVE_PERIOD_S = 60
-RESERVE = 8 * 1024  # contiguous heap kept free for run-time buffers (see serve)
 
 
 def parse_args(argv):
@@ -187,14 +186,12 @@ def serve(config):
         elapsed = SimulatedClock(config["speed"], start=0)
     else:
         clock, elapsed = BoardRTC(), Elapsed()
-    # The links' buffers first: they are the largest blocks the meter keeps, and a
-    # heap fragmented by building everything else might no longer have room for them.
-    # Then a reserve, freed once all is built: the many small objects built meanwhile
-    # go around it, and it stays one free run for the server's response buffer and the
-    # links' copies of replies (the GC does not move objects: room for a 1 KB block is
-    # planned, not hoped for).
+    # The large buffers first, while the heap is one free run: the server's response
+    # buffer and the links' (every block the meter needs at run time is one of these,
+    # planned here; the GC does not move objects, and once the many small objects are
+    # built around them a fragmented heap might no longer have 1 KB in one piece).
     loop = net.Loop(None)
-    reserve = bytearray(RESERVE)
+    tx = response_buffer(BOARD)
     clients = [policy[0] for policy in client_policies()]
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
     loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
@@ -204,8 +201,8 @@ def serve(config):
     task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
                         budget_pairs=2000000)
     objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
-    del reserve  # the server's response buffer goes first into the run it kept
-    server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log)
+    server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log,
+                                      tx=tx)
     print(describe_keys(security.keys if security else None))
     housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
     announce(config, server)

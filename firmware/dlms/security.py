@@ -270,17 +270,15 @@ class SecurityContext:
         caller resets the counters of every replaced key."""
         self.keys = keys
         self.ak = bytes(keys["ak"])
-        self._ciphers = {}
+        # Built now, not at the first association: a GCM context is a 400-byte block
+        # the fragmented run-time heap of a microcontroller may no longer have.
+        self._ciphers = {kind: AESGCM(keys[kind]) for kind in (KEY_GLOBAL, KEY_BROADCAST) if keys.get(kind)}
 
     def cipher(self, kind):
-        """AESGCM of a global key kind ('ek', 'bk'), built once per key set."""
+        """AESGCM of a global key kind ('ek', 'bk'), built with the key set."""
         g = self._ciphers.get(kind)
         if g is None:
-            key = self.keys.get(kind)
-            if not key:
-                raise _deciphering("no %s key" % kind)
-            g = AESGCM(key)
-            self._ciphers[kind] = g
+            raise _deciphering("no %s key" % kind)
         return g
 
     def accept_counter(self, kind, ic, durable=True):

@@ -115,6 +115,10 @@ class Association:
         self.now = now
         if not request:
             return None
+        if len(request) > self.server.max_pdu:  # as received, protection included
+            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_PDU_TOO_LONG)
+        if type(request) is not bytes:
+            request = bytes(request)  # a view of a link's buffer: decoders may keep slices
         if self.pre_established:
             self._broadcast(request)
             return None
@@ -637,6 +641,13 @@ class RecentEvents:
             self.entries.pop(0)
 
 
+def response_buffer(board):
+    """The server's response buffer, for a board's max_pdu: made apart so that the
+    meter can take it first, while its heap is still one free run (a microcontroller's
+    heap gets too fragmented to promise 1 KB at run time)."""
+    return bytearray(_TX_DATA + board.get("max_pdu", 1024) + TAG_LEN)
+
+
 class DlmsServer:
     """The logical device: its object table, its clients and their associations.
 
@@ -645,14 +656,13 @@ class DlmsServer:
     events: the security event log (record(code): cosem.profile.EventLog), or
     None for a RecentEvents ring in RAM."""
 
-    def __init__(self, table, board, clock=None, security=None, events=None):
+    def __init__(self, table, board, clock=None, security=None, events=None, tx=None):
         self.table = table
         self.max_pdu = board.get("max_pdu", 1024)
-        # THE response buffer: large responses are built in it and protected in
-        # place, so serving a block allocates nothing its size (a microcontroller's
-        # heap is too fragmented to promise 1 KB blocks at run time). A memoryview
-        # response is a view of it, starting at tx_start; the links copy it.
-        self.tx = bytearray(_TX_DATA + self.max_pdu + TAG_LEN)
+        # THE response buffer (response_buffer()): large responses are built in it
+        # and protected in place, so serving a block allocates nothing its size. A
+        # memoryview response is a view of it, starting at tx_start; links copy it.
+        self.tx = tx if tx is not None else response_buffer(board)
         self.tx_start = 0
         self.clock = clock
         self.security = security

@@ -35,12 +35,14 @@ class WrapperLink:
         # server's one response buffer, reused for the next reply). Emptied, a
         # bytearray keeps its allocation: room for the largest reply is taken once, here.
         self._out = bytearray(HEADER_LEN + max_length)
+        self._rx = bytearray(HEADER_LEN + max_length)  # the same for what comes in
         self.reset()
 
     def reset(self):
         """A fresh link for the next TCP connection (statistics are kept)."""
         self.closed = False
-        self._rx = bytearray()
+        self._rx[:] = b""
+        self._pos = 0  # octets of _rx parsed already
         self._skip = 0  # octets still to discard of a refused APDU
         self._clients = set()
         self._events = []
@@ -48,41 +50,50 @@ class WrapperLink:
         self._taken = False  # data_to_send() handed out a view of _out
 
     def receive_data(self, data):
+        """Bytes in. An APDU event's payload is a view of the link's own buffer, valid
+        until the next receive_data: the server takes each at once, so even a 1 KB
+        request costs no allocation its size."""
         if self.closed:
             return
         rx = self._rx
+        if self._events:  # not taken yet: they get their own copies before rx moves
+            self._events = [(k, c, None if p is None else bytes(p)) for k, c, p in self._events]
+        if self._pos:
+            rx[:self._pos] = b""
         rx.extend(data)
+        pos = 0
         while True:
             if self._skip:
-                k = min(self._skip, len(rx))
+                k = min(self._skip, len(rx) - pos)
                 self._skip -= k
-                rx[:k] = b""
+                pos += k
                 if self._skip:
-                    return
-            if len(rx) < HEADER_LEN:
-                return
-            if rx[0] != 0 or rx[1] != VERSION:
+                    break
+            if len(rx) - pos < HEADER_LEN:
+                break
+            if rx[pos] != 0 or rx[pos + 1] != VERSION:
                 self.stats["bad_version"] += 1
                 self._close()
                 return
-            source = (rx[2] << 8) | rx[3]
-            destination = (rx[4] << 8) | rx[5]
-            length = (rx[6] << 8) | rx[7]
+            source = (rx[pos + 2] << 8) | rx[pos + 3]
+            destination = (rx[pos + 4] << 8) | rx[pos + 5]
+            length = (rx[pos + 6] << 8) | rx[pos + 7]
             if length > self.max_length or destination != self.wport:
                 self.stats["too_long" if length > self.max_length else "other_wport"] += 1
                 self._skip = length
-                rx[:HEADER_LEN] = b""
+                pos += HEADER_LEN
                 continue
-            if len(rx) < HEADER_LEN + length:
-                return
+            if len(rx) - pos < HEADER_LEN + length:
+                break
             self.stats["apdus"] += 1
             self._clients.add(source)
-            self._events.append((EV_APDU, source, bytes(rx[HEADER_LEN:HEADER_LEN + length])))
-            rx[:HEADER_LEN + length] = b""
+            start = pos + HEADER_LEN
+            pos = start + length
+            self._events.append((EV_APDU, source, memoryview(rx)[start:pos]))
+        self._pos = pos  # what is parsed goes at the next call
 
     def _close(self):
-        self.closed = True
-        self._rx = bytearray()
+        self.closed = True  # _rx stays as it is: events may still view it (reset() empties it)
         for client in self._clients:
             self._events.append((EV_DISCONNECT, client, None))
         self._clients = set()
