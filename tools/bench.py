@@ -16,7 +16,6 @@ figures: gcm (on the 32- and 64-bit builds), secure (ciphered vs plain GET and t
 HLS-5 association, tools/bench_security.py), metering, accuracy.
 """
 import argparse
-import os
 import pathlib
 import subprocess
 import sys

@@ -17,3 +17,13 @@ class _NeedData:
 
 
 NEED_DATA = _NeedData()
+
+
+def room(capacity):
+    """An empty bytearray already holding `capacity` octets of heap: MicroPython keeps a
+    bytearray's allocation when it is emptied, so filling it up to capacity later needs
+    no new block. Links take their buffers this way, at start-up, while the heap is
+    still one free run."""
+    buf = bytearray(capacity)
+    buf[:] = b""
+    return buf

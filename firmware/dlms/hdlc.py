@@ -44,7 +44,7 @@ from micropython import const
 
 from dlms.crc import crc16_range, GOOD_RESIDUE
 from dlms.errors import DecodeError
-from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT
+from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, room
 
 MAX_INFO = const(2030)  # Green Book: largest max_info_field_length (11-bit length field)
 _FLAG = const(0x7E)
@@ -295,10 +295,7 @@ class HDLCLink:
         self._olen = 0
         self._ra = bytearray(max_apdu + 3)  # reassembly of segmented APDUs, LLC included
         self._ramv = memoryview(self._ra)
-        # The outgoing APDU's own room: emptied, a bytearray keeps its allocation, so a
-        # reply copied in later needs no new block.
-        self._txbuf = bytearray(max_apdu)
-        self._txbuf[:] = b""
+        self._txbuf = room(max_apdu)  # the outgoing APDU, when it is not bytes
         self._ra_len = 0  # -1: too long, discarding up to the final segment
         self._fhdr = memoryview(bytearray(5))  # reply addresses of the frame being handled
         self._fhl = 0
@@ -374,16 +371,13 @@ class HDLCLink:
         if self.state != NRM or client != self.client:
             self.stats["tx_dropped"] += 1
             return
-        if type(apdu) is not bytes:
-            if self._tx is None:
+        if self._tx is None:
+            if type(apdu) is not bytes:
                 self._txbuf[:] = apdu
                 apdu = self._txbuf
-            else:
-                apdu = bytes(apdu)  # a reply queued behind another (rare): its own copy
-        if self._tx is None:
             self._start(apdu)
-        else:
-            self._txq.append(apdu)
+        else:  # a reply queued behind another (rare): a view gets its own copy
+            self._txq.append(apdu if type(apdu) is bytes else bytes(apdu))
 
     def data_to_send(self):
         if self._poll and self._evhead == len(self._events):

@@ -70,7 +70,7 @@ TAG_LEN = const(12)
 # Room wrap_into needs before a plain APDU: tag, system-title length and title,
 # content length (3), SC, IC(4). A response grows by at most CIPHER_OVERHEAD.
 WRAP_HEADROOM = const(18)
-CIPHER_OVERHEAD = const(30)  # WRAP_HEADROOM + TAG_LEN
+CIPHER_OVERHEAD = const(WRAP_HEADROOM + TAG_LEN)
 _GET_REQUEST = const(0xC0)
 SYSTEM_TITLE_LEN = const(8)
 _HLS_SC = const(0x10)          # Green Book 9.2.7.4: f() is always authentication only

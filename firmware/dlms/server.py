@@ -36,7 +36,7 @@ _BLOCK_OVERHEAD = const(12)
 _NORMAL_OVERHEAD = const(4)
 # Where a response's data go in the response buffer: room for the largest head before
 # them and for the ciphering's before that.
-_TX_DATA = const(30)  # security.WRAP_HEADROOM + _BLOCK_OVERHEAD
+_TX_DATA = WRAP_HEADROOM + _BLOCK_OVERHEAD
 
 _CIPHERED_CONTEXTS = (acse.CONTEXT_LN_CIPHERED, acse.CONTEXT_SN_CIPHERED)
 _ACSE_TAGS = (acse.AARQ, acse.RLRQ)
@@ -174,16 +174,8 @@ class Association:
         if cipher is None or request[0] in _ACSE_TAGS:
             return self._serve(request)
         plain, form = cipher.unwrap(request)
-        reply = self._serve(plain)
-        tx = self.server.tx
-        if isinstance(reply, memoryview):  # a block already in the response buffer
-            start = self.server.tx_start
-            end = start + len(reply)
-        else:
-            start = WRAP_HEADROOM
-            end = start + len(reply)
-            tx[start:end] = reply
-        return cipher.wrap_into(tx, start, end, form)
+        start, end = self.server.place(self._serve(plain))
+        return cipher.wrap_into(self.server.tx, start, end, form)
 
     def _serve(self, request):
         tag = request[0]
@@ -194,8 +186,6 @@ class Association:
             return apdu.encode_exception_response(apdu.STATE_SERVICE_UNKNOWN, apdu.SERVICE_NOT_SUPPORTED)
         if handler is not _aarq and not self.associated:
             return _not_allowed(tag)
-        if len(request) > self.server.max_pdu:
-            return apdu.encode_exception_response(apdu.STATE_SERVICE_NOT_ALLOWED, apdu.SERVICE_PDU_TOO_LONG)
         return handler(self, request)
 
     def reply_to_hls(self, f_stoc):
@@ -362,13 +352,13 @@ def _aarq(assoc, request):
         return _initiate_error(assoc, context, acse.INITIATE_ERROR_DLMS_VERSION_TOO_LOW)
     # 0 means "no limit stated" is not allowed by the Green Book; tiny PDUs cannot
     # carry a block header.
-    if initiate.client_max_receive_pdu_size < _MIN_CLIENT_PDU + (CIPHER_OVERHEAD if assoc.cipher else 0):
+    assoc.client_max_pdu = initiate.client_max_receive_pdu_size
+    if assoc.max_pdu < _MIN_CLIENT_PDU:  # what a response may hold, protection deducted
         return _initiate_error(assoc, context, acse.INITIATE_ERROR_PDU_SIZE_TOO_SHORT)
     conformance = initiate.proposed_conformance & assoc.offered_conformance
     if not conformance:
         return _initiate_error(assoc, context, acse.INITIATE_ERROR_INCOMPATIBLE_CONFORMANCE)
     assoc.conformance = conformance
-    assoc.client_max_pdu = initiate.client_max_receive_pdu_size
     assoc.associated = True
     return _accept(assoc, aarq, acse.encode_initiate_response(conformance, assoc.server.max_pdu))
 
@@ -672,6 +662,15 @@ class DlmsServer:
         self._lock_s = 0
 
     # --- security events and the HLS lock-out ----------------------------------
+
+    def place(self, reply):
+        """(start, end) of a reply in the response buffer, for protection in place: a
+        view made by _in_place is there already, any other reply is copied in."""
+        if isinstance(reply, memoryview):
+            return self.tx_start, self.tx_start + len(reply)
+        end = WRAP_HEADROOM + len(reply)
+        self.tx[WRAP_HEADROOM:end] = reply
+        return WRAP_HEADROOM, end
 
     def security_event(self, code):
         """THE hook every security event goes through (failed authentication,

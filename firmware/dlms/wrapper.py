@@ -15,7 +15,7 @@ Refusals, as the wrapper has no error message of its own:
 """
 from micropython import const
 
-from dlms.events import NEED_DATA, EV_APDU, EV_DISCONNECT
+from dlms.events import NEED_DATA, EV_APDU, EV_DISCONNECT, room
 
 VERSION = const(1)
 HEADER_LEN = const(8)
@@ -32,10 +32,9 @@ class WrapperLink:
         self.max_length = max_length
         self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
         # Replies are copied in at once (an APDU handed over may be a view of the
-        # server's one response buffer, reused for the next reply). Emptied, a
-        # bytearray keeps its allocation: room for the largest reply is taken once, here.
-        self._out = bytearray(HEADER_LEN + max_length)
-        self._rx = bytearray(HEADER_LEN + max_length)  # the same for what comes in
+        # server's one response buffer, reused for the next reply).
+        self._out = room(HEADER_LEN + max_length)
+        self._rx = room(HEADER_LEN + max_length)
         self.reset()
 
     def reset(self):
