@@ -8,7 +8,8 @@ import sys
 
 from board import BOARD
 from dlms.hdlc import HDLCLink
-from dlms.wrapper import WrapperLink
+from dlms.wrapper import WrapperLink, HEADER_LEN as WRAPPER_HEADER_LEN
+from dlms.events import link_buffers
 from dlms.server import DlmsServer, response_buffer
 from cosem.table import build_objects, client_policies
 from dlms.keys import describe_keys
@@ -68,8 +69,19 @@ def parse_args(argv):
     return config
 
 
+# The largest APDU a link carries: the PDU with room for a ciphering header and tag.
+MAX_APDU = BOARD["max_pdu"] + 64
+# Connections served at once, over all ports: each holds a pair of link buffers.
+CONNECTIONS = 2
+
+
+def link_buffer_pairs():
+    """Sized for either link: HDLC reassembles LLC + APDU, the wrapper adds its header."""
+    return [link_buffers(MAX_APDU + WRAPPER_HEADER_LEN) for _ in range(CONNECTIONS)]
+
+
 def make_hdlc_factory(hdlc, physical, clients):
-    def make():
+    def make(buffers):
         return HDLCLink(
             server_logical=hdlc["logical"],
             server_physical=physical,
@@ -78,7 +90,8 @@ def make_hdlc_factory(hdlc, physical, clients):
             max_info_rx=hdlc["max_info"],
             window=hdlc["window"],
             inactivity_ms=hdlc["inactivity_s"] * 1000,
-            max_apdu=BOARD["max_pdu"] + 64,  # room for a ciphering header and tag
+            max_apdu=MAX_APDU,
+            buffers=buffers,
         )
 
     return make
@@ -178,6 +191,10 @@ def legal_signature():
 
 
 def serve(config):
+    # Start-up allocates long-lived objects among short-lived ones: collecting every
+    # 2 KB lets each new object fill the hole a dead one left (allocation takes the
+    # lowest free block), instead of leaving holes under long-lived objects.
+    gc.threshold(2048)
     BOARD["firmware_signature"] = legal_signature()
     BOARD["hdlc"]["physical"] = config["physical"]  # IEC HDLC setup shows what the link uses
     if BOARD.get("sim"):
@@ -190,11 +207,11 @@ def serve(config):
     # buffer and the links' (every block the meter needs at run time is one of these,
     # planned here; the GC does not move objects, and once the many small objects are
     # built around them a fragmented heap might no longer have 1 KB in one piece).
-    loop = net.Loop(None)
     tx = response_buffer(BOARD)
+    loop = net.Loop(None, link_buffer_pairs())
     clients = [policy[0] for policy in client_policies()]
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
-    loop.listen(config["host"], config["wrapper_port"], lambda: WrapperLink(1, BOARD["max_pdu"] + 64))
+    loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, MAX_APDU, buffers))
     store = Store(config["state"])
     security = load_security(store, BOARD)
     source = make_source(config)
@@ -208,6 +225,7 @@ def serve(config):
     announce(config, server)
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else
           "%.1f V, %.2f A, %.1f deg, %.1f Hz, speed %dx" % tuple(config[k] for k in SIM_KEYS[:4] + ("speed",))))
+    gc.threshold(-1)  # serving: collect when the heap is full
     loop.run(housekeeping)
 
 

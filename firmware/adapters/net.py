@@ -46,33 +46,46 @@ class Connection:
 
 
 class Loop:
-    def __init__(self, server):
+    def __init__(self, server, buffers):
+        """buffers: the link buffer pairs (dlms.events.link_buffers), one per connection
+        served at once: planned at start-up, while the heap is one free run, so a
+        connection never needs a large block the fragmented heap might no longer have."""
         self.server = server
+        self.buffers = list(buffers)  # the free ones
         self.poll = select.poll()
         self.listeners = {}  # listening socket -> link factory
         self.connections = {}  # client socket -> Connection
 
-    def listen(self, host, port, make_link, slots=2):
-        """Serve a port with `slots` links built now, at start-up, and reused: a
-        meter's RAM is planned once, so a connection never needs a large block the
-        fragmented heap might no longer have. Connections beyond `slots` are closed
-        at once (the client sees the refusal as a closed connection)."""
+    def listen(self, host, port, make_link):
+        """Serve a port: make_link(buffers) builds a connection's link around a free
+        buffer pair (a link is small objects only). A connection that finds no free
+        pair is closed at once (the client sees the refusal as a closed connection)."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(socket.getaddrinfo(host, port)[0][-1])
-        sock.listen(slots)
-        self.listeners[sock] = [make_link() for _ in range(slots)]
+        sock.listen(2)
+        self.listeners[sock] = make_link
         self.poll.register(sock, select.POLLIN)
 
     def _accept(self, sock):
         client, _ = sock.accept()
-        free = self.listeners[sock]
-        if not free:
+        if not self.buffers:
+            # A client that closes and at once reconnects: the end of its old
+            # connection may still be queued; serve those ends before refusing.
+            for other, events in self.poll.poll(0):
+                if other in self.connections and events & _READABLE:
+                    self._read(other)
+        if not self.buffers:
             client.close()
             return
+        pair = self.buffers.pop()
+        try:
+            conn = Connection(client, self.listeners[sock](pair), self.server)
+        except MemoryError:
+            self.buffers.append(pair)
+            client.close()
+            raise
         client.setblocking(False)  # readinto returns what has arrived, never waits
-        conn = Connection(client, free.pop(), self.server)
-        conn.pool = free
         self.connections[client] = conn  # conn.server: the loop's, set once built
         self.poll.register(client, select.POLLIN)
 
@@ -80,8 +93,7 @@ class Loop:
         self.poll.unregister(sock)
         conn = self.connections.pop(sock)
         conn.close()
-        conn.link.reset()
-        conn.pool.append(conn.link)
+        self.buffers.append(conn.link.buffers)
 
     def _read(self, sock):
         conn = self.connections[sock]
@@ -105,10 +117,10 @@ class Loop:
                 try:
                     if sock in self.listeners:
                         self._accept(sock)
-                    elif events & _READABLE:
+                    elif events & _READABLE and sock in self.connections:  # not dropped meanwhile
                         self._read(sock)
                 except MemoryError:
-                    self._out_of_memory(sock)
+                    self._out_of_memory(sock)  # a listener's: the connection was refused
             now = time.ticks_ms()
             if time.ticks_diff(now, last) >= period_ms:
                 last = now

@@ -184,10 +184,13 @@ class ObjectTable:
         self.server_sap = server_sap
         self.max_pdu = max_pdu
         self._objects = []        # table order: the order of every object_list
-        self._by_name = {}        # logical name -> object
-        # logical name -> its access_rights() row (one string or None per client column):
-        # the rows are constants (ROM in frozen firmware), so rights cost no heap.
-        self._rights = {}
+        # logical name -> object, and -> its access_rights() row (one string or None per
+        # client column; the rows are constants, ROM in frozen firmware, so rights cost
+        # no heap). Made by index() once the table is complete, each dict in one
+        # allocation of its final size: a dict grown entry by entry leaves freed
+        # tables behind as holes, and a 64 KB heap has no room for holes.
+        self._by_name = None
+        self._rights = None
         self._column = {}         # client -> its column in those rows
         self._clients = {}        # client -> policy dict
         self._associations = {}   # client -> its AssociationLN instance
@@ -195,11 +198,17 @@ class ObjectTable:
     # --- building ----------------------------------------------------------
 
     def add(self, obj):
-        if obj.logical_name in self._by_name:
+        if self.find(obj.logical_name) is not None:
             raise ValueError("duplicate logical name")
         self._objects.append(obj)
-        self._by_name[obj.logical_name] = obj
         return obj
+
+    def index(self):
+        names = [obj.logical_name for obj in self._objects]
+        self._by_name = dict.fromkeys(names)  # sized from len(names) at once
+        self._rights = dict.fromkeys(names)
+        for obj in self._objects:
+            self._by_name[obj.logical_name] = obj
 
     def add_client(self, sap, name, association, mechanism, context, conformance):
         self._clients[sap] = {
@@ -234,13 +243,19 @@ class ObjectTable:
 
     def lookup(self, class_id, logical_name):
         """The object with this class and logical name, or None."""
-        obj = self._by_name.get(bytes(logical_name))
+        obj = self.find(logical_name)
         return obj if obj is not None and obj.class_id == class_id else None
 
     def find(self, logical_name):
         """The object with this logical name whatever its class, or None (lets
         the server tell object-class-inconsistent from object-undefined)."""
-        return self._by_name.get(bytes(logical_name))
+        name = bytes(logical_name)
+        if self._by_name is None:  # still being built: a scan, the index comes last
+            for obj in self._objects:
+                if obj.logical_name == name:
+                    return obj
+            return None
+        return self._by_name.get(name)
 
     def objects(self):
         return list(self._objects)
@@ -369,6 +384,7 @@ def _add_logs_and_profiles(t, clock, store):
 
 
 def _apply_access(t):
+    t.index()
     listed = set()
     billing = [obis(b) for b in BILLING]
     for name, rights in access_rights():

@@ -27,3 +27,10 @@ def room(capacity):
     buf = bytearray(capacity)
     buf[:] = b""
     return buf
+
+
+def link_buffers(capacity):
+    """The two large buffers a link works in, the APDU received and the reply: rooms
+    of `capacity` octets. The transport plans a few such pairs at start-up and lends
+    one to each connection's link, so idle links and ports cost no large block."""
+    return (room(capacity), room(capacity))

@@ -44,7 +44,7 @@ from micropython import const
 
 from dlms.crc import crc16_range, GOOD_RESIDUE
 from dlms.errors import DecodeError
-from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, room
+from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, link_buffers
 
 MAX_INFO = const(2030)  # Green Book: largest max_info_field_length (11-bit length field)
 _FLAG = const(0x7E)
@@ -272,7 +272,7 @@ class HDLCLink:
 
     def __init__(self, server_logical=1, server_physical=16, clients=(16, 1, 102), max_info_tx=128,
                  max_info_rx=128, window=1, inactivity_ms=120000, inter_octet_ms=25, max_apdu=2048,
-                 multidrop=False):
+                 multidrop=False, buffers=None):
         if not (1 <= max_info_tx <= MAX_INFO and 1 <= max_info_rx <= MAX_INFO and 1 <= window <= 7):
             raise ValueError("HDLC limits")
         if not (0 < server_logical < 0x3FFF and 0 <= server_physical < 0x3FFE):
@@ -293,9 +293,10 @@ class HDLCLink:
         self._out = bytearray(window * (max_info_tx + _OVERHEAD + 2) + 96)
         self._outmv = memoryview(self._out)
         self._olen = 0
-        self._ra = bytearray(max_apdu + 3)  # reassembly of segmented APDUs, LLC included
-        self._ramv = memoryview(self._ra)
-        self._txbuf = room(max_apdu)  # the outgoing APDU, when it is not bytes
+        # Reassembly of segmented APDUs (LLC included) and the outgoing APDU when it is
+        # not bytes: rooms of at least max_apdu + 3 octets, lent by the transport.
+        self.buffers = buffers or link_buffers(max_apdu + 3)
+        self._ra, self._txbuf = self.buffers
         self._ra_len = 0  # -1: too long, discarding up to the final segment
         self._fhdr = memoryview(bytearray(5))  # reply addresses of the frame being handled
         self._fhl = 0
@@ -618,6 +619,7 @@ class HDLCLink:
         self._tx_off = 0
         self._txq.clear()
         self._ra_len = 0
+        self._ra[:] = b""
         self._poll = False
         self._rnr = False
 
@@ -715,10 +717,10 @@ class HDLCLink:
         if n < 0:
             return
         k = i1 - i0
-        if n + k > len(self._ra):
+        if n + k > self._max_apdu + 3:
             self._ra_len = -1  # bounded: never buffer more than max_apdu
             return
-        self._ramv[n:n + k] = mv[i0:i1]
+        self._ra.extend(mv[i0:i1])  # a room: no allocation up to its capacity
         self._ra_len = n + k
 
     def _deliver(self, client, mv, a, b, noreply):
@@ -835,7 +837,8 @@ class HDLCLink:
             if n < 0:
                 self.stats["apdu_too_long"] += 1
             else:
-                self._deliver(client, self._ramv, 0, n, False)
+                self._deliver(client, memoryview(self._ra), 0, n, False)
+            self._ra[:] = b""
         else:
             self._deliver(client, mv, i0, i1, False)
         if c & _PF:

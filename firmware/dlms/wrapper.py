@@ -15,7 +15,7 @@ Refusals, as the wrapper has no error message of its own:
 """
 from micropython import const
 
-from dlms.events import NEED_DATA, EV_APDU, EV_DISCONNECT, room
+from dlms.events import NEED_DATA, EV_APDU, EV_DISCONNECT, link_buffers
 
 VERSION = const(1)
 HEADER_LEN = const(8)
@@ -27,14 +27,15 @@ def encode_header(source, destination, length):
 
 
 class WrapperLink:
-    def __init__(self, wport=1, max_length=2048):
+    def __init__(self, wport=1, max_length=2048, buffers=None):
         self.wport = wport
         self.max_length = max_length
         self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
-        # Replies are copied in at once (an APDU handed over may be a view of the
-        # server's one response buffer, reused for the next reply).
-        self._out = room(HEADER_LEN + max_length)
-        self._rx = room(HEADER_LEN + max_length)
+        # Received bytes, and replies copied in at once (an APDU handed over may be a
+        # view of the server's one response buffer, reused for the next reply): rooms
+        # of at least HEADER_LEN + max_length octets, lent by the transport.
+        self.buffers = buffers or link_buffers(HEADER_LEN + max_length)
+        self._rx, self._out = self.buffers
         self.reset()
 
     def reset(self):

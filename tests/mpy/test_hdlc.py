@@ -7,7 +7,8 @@
 from dlms.hdlc import (HDLCLink, parse_frame, encode_frame, encode_frame_into, frame_kind,
                        encode_server_address, decode_server_address, encode_client_address,
                        NDM, NRM, FRMR_COND)
-from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT
+from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, link_buffers
+from dlms.wrapper import WrapperLink, encode_header
 from dlms.errors import DecodeError
 from dlms.crc import crc16
 from testutil import load_vectors, unhex, raises, feed_bytewise
@@ -541,6 +542,22 @@ def test_segmented_request_reassembled():
     for k, m in enumerate((msg[:128], msg[128:256], msg[256:])):
         cl.send(cframe(i_ctl(k, 0), m, seg=k < 2))
     assert cl.take() == [] and link.stats["apdu_too_long"] == 1 and link.state == NRM
+
+
+def test_segmented_request_reassembled_in_a_lent_buffer_pair():
+    # The transport lends one pair to each connection's link, whatever its port: a
+    # wrapper link may have left bytes in it; the HDLC link starts from empty rooms.
+    pair = link_buffers(8 + 400)
+    wrapper = WrapperLink(1, 400, pair)
+    wrapper.receive_data(encode_header(16, 1, 3) + b"\xc0\x01\x02" + b"\x00\x01")
+    wrapper.send_apdu(16, b"\xc4\x01\x01")
+    payload = bytes(range(256)) + bytes(44)
+    msg = LLC_REQ + payload
+    link, cl = connect(max_apdu=400, buffers=pair)
+    for k, m in enumerate((msg[:128], msg[128:256], msg[256:])):
+        cl.send(cframe(i_ctl(k, 0), m, seg=k < 2))
+    assert cl.take() == [(EV_APDU, 16, payload)]
+    assert link.buffers is pair and len(pair[0]) == 0  # emptied once delivered
 
 
 def test_out_of_sequence_i_frame_not_delivered_rr_with_current_nr():
