@@ -29,7 +29,7 @@ from micropython import const
 MAGIC = b"MS"  # "meter store"
 VERSION = const(1)
 HEADER_SIZE = const(16)  # "<2sBBIII": magic, version, flags(0), seq, length, crc
-MAX_PAYLOAD = const(65536)  # a slot claiming more is corrupt (no huge allocation)
+_MAX_PAYLOAD = const(65536)  # a slot claiming more is corrupt (no huge allocation)
 _MASK = const(0xFFFFFFFF)
 _HALF = const(0x80000000)
 _SUFFIX = (".a", ".b")
@@ -94,7 +94,9 @@ class Store:
         self._libc = _posix() if fsync else ()
         self._hdr = bytearray(HEADER_SIZE)
         self._hdr12 = memoryview(self._hdr)[:12]  # the CRC'd part of the header
-        self._state = {}  # name -> [newest slot or -1, its seq, present-bits, path a, path b]
+        # name -> [newest slot or -1, its seq, present-bits]; slot paths are made when a
+        # file is opened (rare) rather than kept: ~100 bytes of heap each.
+        self._state = {}
 
     # -- plumbing shared with Log -------------------------------------------------
 
@@ -102,6 +104,9 @@ class Store:
         if not filename or filename[0] == "." or "/" in filename:  # also empty names
             raise ValueError("bad store name")
         return self.directory + "/" + filename
+
+    def _slot_path(self, name, slot):
+        return self.path(name + (".a", ".b")[slot])
 
     def sync(self, f):
         """Push f's data to the medium before the caller relies on it."""
@@ -135,7 +140,7 @@ class Store:
             if f.readinto(hdr) != HEADER_SIZE:
                 return False
             magic, version, _flags, seq, n, crc = struct.unpack("<2sBBIII", hdr)
-            if magic != MAGIC or version != VERSION or n > MAX_PAYLOAD:
+            if magic != MAGIC or version != VERSION or n > _MAX_PAYLOAD:
                 return False
             payload = f.read(n)
             if len(payload) != n or f.read(1):
@@ -148,13 +153,13 @@ class Store:
         """Validate both slots; refresh the cached state; return the newest payload."""
         st = self._state.get(name)
         if st is None:
-            st = [-1, 0, 0, self.path(name + ".a"), self.path(name + ".b")]
+            st = [-1, 0, 0]
             self._state[name] = st
         best = None
         st[0] = -1
         st[2] = 0
         for slot in (0, 1):
-            r = self._load(st[3 + slot])
+            r = self._load(self._slot_path(name, slot))
             if r is None:
                 continue
             st[2] |= 1 << slot
@@ -178,13 +183,13 @@ class Store:
     def exists(self, name):
         """True if any slot file of `name` exists, valid or not: lets a caller tell
         "never written" from "written once, now unreadable" when get() gives None."""
-        return _exists(self.path(name + ".a")) or _exists(self.path(name + ".b"))
+        return _exists(self._slot_path(name, 0)) or _exists(self._slot_path(name, 1))
 
     def put(self, name, payload):
         """Write payload into the older/invalid slot and sync it. When put returns the
         value is durable; if it raises (or power fails) get() returns the previous one."""
         n = len(payload)
-        if n > MAX_PAYLOAD:
+        if n > _MAX_PAYLOAD:
             raise ValueError("payload too large")
         st = self._state.get(name)
         if st is None:
@@ -197,7 +202,7 @@ class Store:
         hdr = self._hdr
         struct.pack_into("<2sBBII", hdr, 0, MAGIC, VERSION, 0, seq, n)
         struct.pack_into("<I", hdr, 12, binascii.crc32(payload, binascii.crc32(self._hdr12)))
-        with self.open(st[3 + slot], "wb") as f:
+        with self.open(self._slot_path(name, slot), "wb") as f:
             f.write(hdr)
             f.write(payload)
             self.sync(f)

@@ -33,9 +33,9 @@ from cosem.base import CosemObject, Pieces
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED
 
 # association_status enum.
-NON_ASSOCIATED = const(0)
-ASSOCIATION_PENDING = const(1)
-ASSOCIATED = const(2)
+_NON_ASSOCIATED = const(0)
+_ASSOCIATION_PENDING = const(1)
+_ASSOCIATED = const(2)
 
 # Object identifiers 2.16.756.5.8.1.x and 2.16.756.5.8.2.x as the BER contents
 # octets (60 85 74 = 2.16.756, then 05 08 ...). Attributes 4 and 6 are sent as
@@ -170,8 +170,8 @@ class AssociationLN(CosemObject):
     def get_association_status(self, ctx):
         if self._client(ctx) != ctx.client:
             # Other clients' sessions are not tracked by the object model.
-            return (ENUM, NON_ASSOCIATED)
-        return (ENUM, ASSOCIATION_PENDING if getattr(ctx, "pending", False) else ASSOCIATED)
+            return (ENUM, _NON_ASSOCIATED)
+        return (ENUM, _ASSOCIATION_PENDING if getattr(ctx, "pending", False) else _ASSOCIATED)
 
     def get_security_setup_reference(self, ctx):
         return (OCTET_STRING, self.security_setup)

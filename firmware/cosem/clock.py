@@ -17,20 +17,20 @@ from cosem.base import CosemObject, check_range
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED, TYPE_UNMATCHED
 
 # Special field values of date and date-time (Blue Book 4.1.6.1).
-DST_END_MONTH = const(0xFD)
-DST_BEGIN_MONTH = const(0xFE)
-SECOND_LAST_DAY = const(0xFD)
-LAST_DAY = const(0xFE)
+_DST_END_MONTH = const(0xFD)
+_DST_BEGIN_MONTH = const(0xFE)
+_SECOND_LAST_DAY = const(0xFD)
+_LAST_DAY = const(0xFE)
 
 # Clock status bits (Blue Book 4.1.6.1).
-STATUS_INVALID = const(0x01)
-STATUS_DOUBTFUL = const(0x02)
-STATUS_DIFFERENT_BASE = const(0x04)
-STATUS_INVALID_STATUS = const(0x08)
-STATUS_DST_ACTIVE = const(0x80)
+_STATUS_INVALID = const(0x01)
+_STATUS_DOUBTFUL = const(0x02)
+_STATUS_DIFFERENT_BASE = const(0x04)
+_STATUS_INVALID_STATUS = const(0x08)
+_STATUS_DST_ACTIVE = const(0x80)
 
 # clock_base enum.
-BASE_CRYSTAL = const(1)
+_BASE_CRYSTAL = const(1)
 
 # 1970-01-01 to 2000-01-01, in days, for the civil-date arithmetic below.
 _DAYS_1970_2000 = const(10957)
@@ -40,8 +40,8 @@ _DAYS_1970_2000 = const(10957)
 # Per field: byte width, lowest and highest ordinary value, extra special values.
 _FIELDS = (
     (2, 0, 0xFFFE, ()),                               # year
-    (1, 1, 12, (DST_END_MONTH, DST_BEGIN_MONTH)),      # month
-    (1, 1, 31, (SECOND_LAST_DAY, LAST_DAY)),           # day of month
+    (1, 1, 12, (_DST_END_MONTH, _DST_BEGIN_MONTH)),      # month
+    (1, 1, 31, (_SECOND_LAST_DAY, _LAST_DAY)),           # day of month
     (1, 1, 7, ()),                                     # day of week, 1 = Monday
     (1, 0, 23, ()),
     (1, 0, 59, ()),
@@ -52,8 +52,8 @@ _NOT_SPECIFIED_DEVIATION = const(-0x8000)
 
 # EU rules as patterns: last Sunday of March 02:00 standard time, last Sunday of
 # October 03:00 summer time (year, hundredths, deviation, status unspecified).
-EU_DST_BEGIN = (None, 3, LAST_DAY, 7, 2, 0, 0, None, None, None)
-EU_DST_END = (None, 10, LAST_DAY, 7, 3, 0, 0, None, None, None)
+EU_DST_BEGIN = (None, 3, _LAST_DAY, 7, 2, 0, 0, None, None, None)
+EU_DST_END = (None, 10, _LAST_DAY, 7, 3, 0, 0, None, None, None)
 
 
 def encode_datetime(fields):
@@ -158,12 +158,12 @@ def resolve_pattern(f, year):
     if m is None or m > 12:
         return None
     last = days_in_month(y, m)
-    if dom == LAST_DAY or dom == SECOND_LAST_DAY:
-        day = last if dom == LAST_DAY else last - 1
+    if dom == _LAST_DAY or dom == _SECOND_LAST_DAY:
+        day = last if dom == _LAST_DAY else last - 1
         if wd is not None:
             # The last (or second last) such weekday of the month.
             day -= (weekday(days_from_civil(y, m, last)) - wd) % 7
-            day -= 7 if dom == SECOND_LAST_DAY else 0
+            day -= 7 if dom == _SECOND_LAST_DAY else 0
     elif dom is None:
         if wd is None:
             return None
@@ -220,7 +220,7 @@ class Clock(CosemObject):
         self.dst_begin = encode_datetime(s.get("dst_begin", EU_DST_BEGIN))
         self.dst_end = encode_datetime(s.get("dst_end", EU_DST_END))
         self.dst_deviation = s.get("dst_deviation", 60)
-        self.clock_base = s.get("clock_base", BASE_CRYSTAL)
+        self.clock_base = s.get("clock_base", _BASE_CRYSTAL)
         self.on_set = None  # on_set(old_utc, new_utc): the event log hears of every set
 
     # --- local time --------------------------------------------------------
@@ -245,7 +245,7 @@ class Clock(CosemObject):
 
     def status_flags(self, utc):
         flags = self.source.status() if hasattr(self.source, "status") else 0
-        return flags | (STATUS_DST_ACTIVE if self.dst_active(utc) else 0)
+        return flags | (_STATUS_DST_ACTIVE if self.dst_active(utc) else 0)
 
     def now_datetime(self):
         """The 12-byte date-time of now, as attribute 2 gives it (for captures)."""

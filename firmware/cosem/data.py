@@ -11,10 +11,10 @@ from dlms.errors import AccessError, READ_WRITE_DENIED
 # Units (Blue Book 4.3.2, enumeration of the unit field of scaler_unit).
 UNIT_W = const(27)
 UNIT_WH = const(30)
-UNIT_A = const(33)
-UNIT_V = const(35)
-UNIT_HZ = const(44)
-UNIT_NONE = const(255)  # count, or no unit
+_UNIT_A = const(33)
+_UNIT_V = const(35)
+_UNIT_HZ = const(44)
+_UNIT_NONE = const(255)  # count, or no unit
 
 
 class Data(CosemObject):
@@ -73,7 +73,7 @@ class Register(CosemObject):
     ATTRIBUTES = ((1, "logical_name", None), (2, "value", None), (3, "scaler_unit", None))
     METHODS = ((1, "reset", INTEGER),)  # reset(data): data ::= integer(0)
 
-    def __init__(self, logical_name, tag, read, scaler=0, unit=UNIT_NONE, reset=None):
+    def __init__(self, logical_name, tag, read, scaler=0, unit=_UNIT_NONE, reset=None):
         super().__init__(logical_name)
         self.tag = tag
         self._read = read

@@ -28,7 +28,7 @@ from cosem.clock import encode_datetime, fields_from_seconds
 from cosem.data import UNIT_W
 from cosem.profile import next_boundary, stamp
 
-MAX_DEMAND_PERIOD = const(86400)
+_MAX_DEMAND_PERIOD = const(86400)
 _UNSIGNED_TAGS = (DOUBLE_LONG_UNSIGNED, LONG_UNSIGNED, UNSIGNED, LONG64_UNSIGNED)
 _NOT_SPECIFIED = encode_datetime((None,) * 10)
 
@@ -67,7 +67,7 @@ class DemandRegister(CosemObject):
         self.status = status
         self.max_periods = max_periods
         self.on_change = on_change
-        if not (1 <= period <= MAX_DEMAND_PERIOD and 1 <= number_of_periods <= max_periods):
+        if not (1 <= period <= _MAX_DEMAND_PERIOD and 1 <= number_of_periods <= max_periods):
             raise ValueError("bad demand period")
         self.period = period
         self._layout(number_of_periods)
@@ -169,7 +169,7 @@ class DemandRegister(CosemObject):
         return (DOUBLE_LONG_UNSIGNED, self.period)
 
     def set_period(self, value, ctx):
-        self.period = check_range(value[1], 1, MAX_DEMAND_PERIOD)
+        self.period = check_range(value[1], 1, _MAX_DEMAND_PERIOD)
         self._restart("period")
 
     def get_number_of_periods(self, ctx):

@@ -65,10 +65,10 @@ from cosem.base import CosemObject, Pieces, check_range, check_struct, check_typ
 from cosem.clock import decode_datetime, encode_datetime, fields_from_seconds, seconds_from_fields
 from cosem.data import Data
 
-SORT_FIFO = const(1)  # the only sort_method kept: entries in capture order
-MAX_COLUMNS = const(16)
-MAX_RECORD = const(512)  # bytes of one stored row, all slots together
-MAX_PERIOD = const(2678400)  # 31 days
+_SORT_FIFO = const(1)  # the only sort_method kept: entries in capture order
+_MAX_COLUMNS = const(16)
+_MAX_RECORD = const(512)  # bytes of one stored row, all slots together
+_MAX_PERIOD = const(2678400)  # 31 days
 _CLOCK_CLASS = const(8)
 _NULL_ROW = b"\x00"  # null-data: a value that could not be captured
 
@@ -116,10 +116,10 @@ EV_POWER_DOWN = const(1)
 EV_POWER_UP = const(2)
 EV_CLOCK_OLD = const(4)
 EV_CLOCK_NEW = const(5)
-EV_AUTH_FAILURE = const(46)
-EV_DECRYPT_FAILURE = const(47)
-EV_REPLAY = const(48)
-EV_LOG_CLEARED = const(255)
+_EV_AUTH_FAILURE = const(46)
+_EV_DECRYPT_FAILURE = const(47)
+_EV_REPLAY = const(48)
+_EV_LOG_CLEARED = const(255)
 # on_change `what` -> audit event code (for the table's audit-log wiring).
 CHANGE_CODES = {"capture_period": 200, "capture_objects": 201, "profile_entries": 202, "reset": 203}
 
@@ -269,7 +269,7 @@ class ProfileGeneric(CosemObject):
             width = c[3] if len(c) > 3 else _sample_width(c[0], c[1], c[2])
             cols.append((c[0], c[1], c[2], width, offset))
             offset += width
-        if len(cols) > MAX_COLUMNS or offset > MAX_RECORD:
+        if len(cols) > _MAX_COLUMNS or offset > _MAX_RECORD:
             raise ValueError("profile row too large")
         return cols
 
@@ -532,14 +532,14 @@ class ProfileGeneric(CosemObject):
         return (DOUBLE_LONG_UNSIGNED, self.capture_period)
 
     def set_capture_period(self, value, ctx):
-        period = check_range(value[1], 0, MAX_PERIOD)
+        period = check_range(value[1], 0, _MAX_PERIOD)
         self._reconfigure("capture_period", period, self.profile_entries, self._cols)
 
     def get_sort_method(self, ctx):
-        return (ENUM, SORT_FIFO)
+        return (ENUM, _SORT_FIFO)
 
     def set_sort_method(self, value, ctx):
-        check_range(value[1], SORT_FIFO, SORT_FIFO)
+        check_range(value[1], _SORT_FIFO, _SORT_FIFO)
 
     def get_sort_object(self, ctx):
         return (STRUCTURE, [(LONG_UNSIGNED, 0), (OCTET_STRING, bytes(6)), (INTEGER, 0), (LONG_UNSIGNED, 0)])

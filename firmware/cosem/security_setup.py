@@ -19,7 +19,7 @@ from dlms.errors import AccessError, HARDWARE_FAULT, OTHER_REASON, TEMPORARY_FAI
 from dlms.security import (EVENT_KEY_CHANGED, EVENT_POLICY_CHANGED, POLICY_RECORD,
                            POLICY_AUTHENTICATED, POLICY_ENCRYPTED)
 
-SUITE_0 = const(0)  # AES-GCM-128
+_SUITE_0 = const(0)  # AES-GCM-128
 
 # security_policy of version 1 is a set of bits (Blue Book 4.4.7): 2 authenticated
 # request, 3 encrypted request, 5 authenticated response, 6 encrypted response.
@@ -87,7 +87,7 @@ class SecuritySetup(CosemObject):
         return (ENUM, policy_to_v1(self.security.policy) if self.security else 0)
 
     def get_security_suite(self, ctx):
-        return (ENUM, SUITE_0)
+        return (ENUM, _SUITE_0)
 
     def get_client_system_title(self, ctx):
         return (OCTET_STRING, getattr(ctx, "client_system_title", b""))

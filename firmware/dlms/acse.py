@@ -25,7 +25,7 @@ UNKNOWN = const(-1)
 
 # Application context names 2.16.756.5.8.1.N (Green Book 9.4.2.2.2).
 CONTEXT_LN = const(1)
-CONTEXT_SN = const(2)
+_CONTEXT_SN = const(2)
 CONTEXT_LN_CIPHERED = const(3)
 CONTEXT_SN_CIPHERED = const(4)
 _CONTEXT_ARCS = (2, 16, 756, 5, 8, 1)
@@ -33,18 +33,18 @@ _CONTEXT_ARCS = (2, 16, 756, 5, 8, 1)
 # Authentication mechanism names 2.16.756.5.8.2.N (Green Book 9.4.2.2.3).
 MECH_LOWEST = const(0)
 MECH_LLS = const(1)
-MECH_HLS = const(2)
-MECH_HLS_MD5 = const(3)
-MECH_HLS_SHA1 = const(4)
+_MECH_HLS = const(2)
+_MECH_HLS_MD5 = const(3)
+_MECH_HLS_SHA1 = const(4)
 MECH_HLS_GMAC = const(5)
-MECH_HLS_SHA256 = const(6)
-MECH_HLS_ECDSA = const(7)
+_MECH_HLS_SHA256 = const(6)
+_MECH_HLS_ECDSA = const(7)
 _MECH_ARCS = (2, 16, 756, 5, 8, 2)
 
 # ACSE-requirements / protocol-version BIT STRINGs, as ints with BIT STRING
 # bit n at 1 << n: authentication(0) is the only functional unit DLMS uses.
 ACSE_AUTHENTICATION = const(1)
-PROTOCOL_VERSION1 = const(1)
+_PROTOCOL_VERSION1 = const(1)
 
 # Association-result (ISO/IEC 8650-1).
 RESULT_ACCEPTED = const(0)
@@ -60,58 +60,58 @@ DIAG_NULL = const(0)
 DIAG_NO_REASON_GIVEN = const(1)
 DIAG_APPLICATION_CONTEXT_NAME_NOT_SUPPORTED = const(2)
 DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED = const(3)
-DIAG_CALLING_AP_INVOCATION_ID_NOT_RECOGNIZED = const(4)
-DIAG_CALLING_AE_QUALIFIER_NOT_RECOGNIZED = const(5)
-DIAG_CALLING_AE_INVOCATION_ID_NOT_RECOGNIZED = const(6)
-DIAG_CALLED_AP_TITLE_NOT_RECOGNIZED = const(7)
-DIAG_CALLED_AP_INVOCATION_ID_NOT_RECOGNIZED = const(8)
-DIAG_CALLED_AE_QUALIFIER_NOT_RECOGNIZED = const(9)
-DIAG_CALLED_AE_INVOCATION_ID_NOT_RECOGNIZED = const(10)
+_DIAG_CALLING_AP_INVOCATION_ID_NOT_RECOGNIZED = const(4)
+_DIAG_CALLING_AE_QUALIFIER_NOT_RECOGNIZED = const(5)
+_DIAG_CALLING_AE_INVOCATION_ID_NOT_RECOGNIZED = const(6)
+_DIAG_CALLED_AP_TITLE_NOT_RECOGNIZED = const(7)
+_DIAG_CALLED_AP_INVOCATION_ID_NOT_RECOGNIZED = const(8)
+_DIAG_CALLED_AE_QUALIFIER_NOT_RECOGNIZED = const(9)
+_DIAG_CALLED_AE_INVOCATION_ID_NOT_RECOGNIZED = const(10)
 DIAG_AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED = const(11)
-DIAG_AUTHENTICATION_MECHANISM_NAME_REQUIRED = const(12)
+_DIAG_AUTHENTICATION_MECHANISM_NAME_REQUIRED = const(12)
 DIAG_AUTHENTICATION_FAILURE = const(13)
 DIAG_AUTHENTICATION_REQUIRED = const(14)
 # acse-service-provider diagnostics.
-DIAG_PROVIDER_NULL = const(0)
+_DIAG_PROVIDER_NULL = const(0)
 DIAG_PROVIDER_NO_REASON_GIVEN = const(1)
-DIAG_PROVIDER_NO_COMMON_ACSE_VERSION = const(2)
+_DIAG_PROVIDER_NO_COMMON_ACSE_VERSION = const(2)
 
 # Release-request-reason / Release-response-reason.
 RELEASE_NORMAL = const(0)
-RELEASE_URGENT = const(1)          # RLRQ
-RELEASE_NOT_FINISHED = const(1)    # RLRE
-RELEASE_USER_DEFINED = const(30)
+_RELEASE_URGENT = const(1)          # RLRQ
+_RELEASE_NOT_FINISHED = const(1)    # RLRE
+_RELEASE_USER_DEFINED = const(30)
 
 # xDLMS APDUs found in user-information.
-INITIATE_REQUEST = const(0x01)
+_INITIATE_REQUEST = const(0x01)
 INITIATE_RESPONSE = const(0x08)
 CONFIRMED_SERVICE_ERROR = const(0x0E)
 GLO_INITIATE_REQUEST = const(0x21)
-GLO_INITIATE_RESPONSE = const(0x28)
-_PLAIN_USER_INFORMATION = (INITIATE_REQUEST, INITIATE_RESPONSE, CONFIRMED_SERVICE_ERROR)
+_GLO_INITIATE_RESPONSE = const(0x28)
+_PLAIN_USER_INFORMATION = (_INITIATE_REQUEST, INITIATE_RESPONSE, CONFIRMED_SERVICE_ERROR)
 
 # InitiateError values (ServiceError "initiate"), for encode_initiate_error.
 INITIATE_ERROR_OTHER = const(0)
 INITIATE_ERROR_DLMS_VERSION_TOO_LOW = const(1)
 INITIATE_ERROR_INCOMPATIBLE_CONFORMANCE = const(2)
 INITIATE_ERROR_PDU_SIZE_TOO_SHORT = const(3)
-INITIATE_ERROR_REFUSED_BY_VDE_HANDLER = const(4)
+_INITIATE_ERROR_REFUSED_BY_VDE_HANDLER = const(4)
 
 DLMS_VERSION = const(6)
-VAA_NAME_LN = const(0x0007)   # Green Book: LN referencing answers with 0x0007
-VAA_NAME_SN = const(0xFA00)   # base name of the SN association object
+_VAA_NAME_LN = const(0x0007)   # Green Book: LN referencing answers with 0x0007
+_VAA_NAME_SN = const(0xFA00)   # base name of the SN association object
 
 # Conformance block (Green Book 9.5, Conformance ::= [APPLICATION 31] IMPLICIT
 # BIT STRING (SIZE(24))). BIT STRING bit 0 is the most significant bit of the
 # first octet, so held as a 24-bit int, bit n has the mask 1 << (23 - n).
-CONF_RESERVED_ZERO = const(0x800000)               # bit 0
+_CONF_RESERVED_ZERO = const(0x800000)               # bit 0
 CONF_GENERAL_PROTECTION = const(0x400000)          # bit 1
 CONF_GENERAL_BLOCK_TRANSFER = const(0x200000)      # bit 2
-CONF_READ = const(0x100000)                        # bit 3 (SN)
-CONF_WRITE = const(0x080000)                       # bit 4 (SN)
-CONF_UNCONFIRMED_WRITE = const(0x040000)           # bit 5 (SN)
-CONF_DELTA_VALUE_ENCODING = const(0x020000)        # bit 6 (reserved-six before Ed. 9)
-CONF_RESERVED_SEVEN = const(0x010000)              # bit 7
+_CONF_READ = const(0x100000)                        # bit 3 (SN)
+_CONF_WRITE = const(0x080000)                       # bit 4 (SN)
+_CONF_UNCONFIRMED_WRITE = const(0x040000)           # bit 5 (SN)
+_CONF_DELTA_VALUE_ENCODING = const(0x020000)        # bit 6 (reserved-six before Ed. 9)
+_CONF_RESERVED_SEVEN = const(0x010000)              # bit 7
 CONF_ATTRIBUTE0_WITH_SET = const(0x008000)         # bit 8
 CONF_PRIORITY_MGMT = const(0x004000)               # bit 9
 CONF_ATTRIBUTE0_WITH_GET = const(0x002000)         # bit 10
@@ -119,10 +119,10 @@ CONF_BLOCK_TRANSFER_WITH_GET = const(0x001000)     # bit 11
 CONF_BLOCK_TRANSFER_WITH_SET = const(0x000800)     # bit 12
 CONF_BLOCK_TRANSFER_WITH_ACTION = const(0x000400)  # bit 13
 CONF_MULTIPLE_REFERENCES = const(0x000200)         # bit 14
-CONF_INFORMATION_REPORT = const(0x000100)          # bit 15 (SN)
+_CONF_INFORMATION_REPORT = const(0x000100)          # bit 15 (SN)
 CONF_DATA_NOTIFICATION = const(0x000080)           # bit 16
 CONF_ACCESS = const(0x000040)                      # bit 17
-CONF_PARAMETERIZED_ACCESS = const(0x000020)        # bit 18 (SN)
+_CONF_PARAMETERIZED_ACCESS = const(0x000020)        # bit 18 (SN)
 CONF_GET = const(0x000010)                         # bit 19
 CONF_SET = const(0x000008)                         # bit 20
 CONF_SELECTIVE_ACCESS = const(0x000004)            # bit 21
@@ -380,7 +380,7 @@ class InitiateRequest:
 
 
 def decode_initiate_request(buf, pos=0):
-    if _byte(buf, pos) != INITIATE_REQUEST:
+    if _byte(buf, pos) != _INITIATE_REQUEST:
         raise DecodeError("not an InitiateRequest")
     req = InitiateRequest()
     pos += 1
@@ -442,7 +442,7 @@ def decode_initiate_response(buf, pos=0):
 
 
 def encode_initiate_response(negotiated_conformance, server_max_receive_pdu_size,
-                             vaa_name=VAA_NAME_LN, negotiated_quality_of_service=None,
+                             vaa_name=_VAA_NAME_LN, negotiated_quality_of_service=None,
                              negotiated_dlms_version_number=DLMS_VERSION):
     out = bytearray((INITIATE_RESPONSE,))
     if negotiated_quality_of_service is None:

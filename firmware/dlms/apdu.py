@@ -23,18 +23,18 @@ from dlms.errors import DecodeError
 
 GET_REQUEST = const(0xC0)
 SET_REQUEST = const(0xC1)
-EVENT_NOTIFICATION_REQUEST = const(0xC2)
+_EVENT_NOTIFICATION_REQUEST = const(0xC2)
 ACTION_REQUEST = const(0xC3)
 GET_RESPONSE = const(0xC4)
-SET_RESPONSE = const(0xC5)
-ACTION_RESPONSE = const(0xC7)
+_SET_RESPONSE = const(0xC5)
+_ACTION_RESPONSE = const(0xC7)
 EXCEPTION_RESPONSE = const(0xD8)
 CONFIRMED_SERVICE_ERROR = const(0x0E)
 
 # Get-Request / Get-Response choices.
 GET_NORMAL = const(1)
 GET_NEXT = const(2)             # request: next; response: with-datablock
-GET_WITH_DATABLOCK = const(2)
+_GET_WITH_DATABLOCK = const(2)
 GET_WITH_LIST = const(3)
 # Set-Request choices.
 SET_NORMAL = const(1)
@@ -43,23 +43,23 @@ SET_WITH_DATABLOCK = const(3)
 SET_WITH_LIST = const(4)
 SET_WITH_LIST_AND_FIRST_DATABLOCK = const(5)
 # Set-Response choices.
-SET_RESPONSE_NORMAL = const(1)
-SET_RESPONSE_DATABLOCK = const(2)
-SET_RESPONSE_LAST_DATABLOCK = const(3)
-SET_RESPONSE_LAST_DATABLOCK_WITH_LIST = const(4)
-SET_RESPONSE_WITH_LIST = const(5)
+_SET_RESPONSE_NORMAL = const(1)
+_SET_RESPONSE_DATABLOCK = const(2)
+_SET_RESPONSE_LAST_DATABLOCK = const(3)
+_SET_RESPONSE_LAST_DATABLOCK_WITH_LIST = const(4)
+_SET_RESPONSE_WITH_LIST = const(5)
 # Action-Request choices.
 ACTION_NORMAL = const(1)
 ACTION_NEXT_PBLOCK = const(2)
-ACTION_WITH_LIST = const(3)
+_ACTION_WITH_LIST = const(3)
 ACTION_WITH_FIRST_PBLOCK = const(4)
 ACTION_WITH_LIST_AND_FIRST_PBLOCK = const(5)
-ACTION_WITH_PBLOCK = const(6)
+_ACTION_WITH_PBLOCK = const(6)
 # Action-Response choices.
-ACTION_RESPONSE_NORMAL = const(1)
-ACTION_RESPONSE_WITH_PBLOCK = const(2)
-ACTION_RESPONSE_WITH_LIST = const(3)
-ACTION_RESPONSE_NEXT_PBLOCK = const(4)
+_ACTION_RESPONSE_NORMAL = const(1)
+_ACTION_RESPONSE_WITH_PBLOCK = const(2)
+_ACTION_RESPONSE_WITH_LIST = const(3)
+_ACTION_RESPONSE_NEXT_PBLOCK = const(4)
 
 # Invoke-Id-And-Priority (Green Book 9.5): bits 0-3 invoke-id, bit 6
 # service-class (1 = confirmed), bit 7 priority (1 = high). Responses echo it.
@@ -79,22 +79,22 @@ SERVICE_INVOCATION_COUNTER_ERROR = const(6)   # carries the expected counter (u3
 
 # ConfirmedServiceError: the service it answers, then a ServiceError CHOICE.
 CSE_INITIATE = const(1)
-CSE_GET_STATUS = const(2)
-CSE_GET_NAME_LIST = const(3)
-CSE_GET_VARIABLE_ATTRIBUTE = const(4)
-CSE_READ = const(5)
-CSE_WRITE = const(6)
-SE_APPLICATION_REFERENCE = const(0)
-SE_HARDWARE_RESOURCE = const(1)
-SE_VDE_STATE_ERROR = const(2)
-SE_SERVICE = const(3)
-SE_DEFINITION = const(4)
-SE_ACCESS = const(5)
+_CSE_GET_STATUS = const(2)
+_CSE_GET_NAME_LIST = const(3)
+_CSE_GET_VARIABLE_ATTRIBUTE = const(4)
+_CSE_READ = const(5)
+_CSE_WRITE = const(6)
+_SE_APPLICATION_REFERENCE = const(0)
+_SE_HARDWARE_RESOURCE = const(1)
+_SE_VDE_STATE_ERROR = const(2)
+_SE_SERVICE = const(3)
+_SE_DEFINITION = const(4)
+_SE_ACCESS = const(5)
 SE_INITIATE = const(6)
-SE_LOAD_DATA_SET = const(7)
-SE_CHANGE_SCOPE = const(8)
-SE_TASK = const(9)
-SE_OTHER = const(10)
+_SE_LOAD_DATA_SET = const(7)
+_SE_CHANGE_SCOPE = const(8)
+_SE_TASK = const(9)
+_SE_OTHER = const(10)
 
 _DESCRIPTOR_SIZE = const(9)   # class-id u16, instance-id 6 octets, attribute/method id
 
@@ -212,10 +212,10 @@ _SET_REQUEST = {
 _ACTION_REQUEST = {
     ACTION_NORMAL: _pair(_method, _optional_data),                 # (method, params or None)
     ACTION_NEXT_PBLOCK: _block_number,                             # block number
-    ACTION_WITH_LIST: _pair(_methods, _data_list),                 # ([method], [value])
+    _ACTION_WITH_LIST: _pair(_methods, _data_list),                 # ([method], [value])
     ACTION_WITH_FIRST_PBLOCK: _pair(_method, _datablock),          # (method, datablock)
     ACTION_WITH_LIST_AND_FIRST_PBLOCK: _pair(_methods, _datablock),  # ([method], datablock)
-    ACTION_WITH_PBLOCK: _datablock,                                # datablock
+    _ACTION_WITH_PBLOCK: _datablock,                                # datablock
 }
 
 
@@ -278,7 +278,7 @@ def encode_get_response_normal(invoke_id_and_priority, result):
 
 
 def _block_head(invoke_id_and_priority, last_block, block_number):
-    out = _head(GET_RESPONSE, GET_WITH_DATABLOCK, invoke_id_and_priority)
+    out = _head(GET_RESPONSE, _GET_WITH_DATABLOCK, invoke_id_and_priority)
     out.append(1 if last_block else 0)
     encode_uint_into(out, block_number, 4)
     return out
@@ -313,13 +313,13 @@ def encode_get_response_with_list(invoke_id_and_priority, results):
 
 
 def encode_set_response_normal(invoke_id_and_priority, result):
-    out = _head(SET_RESPONSE, SET_RESPONSE_NORMAL, invoke_id_and_priority)
+    out = _head(_SET_RESPONSE, _SET_RESPONSE_NORMAL, invoke_id_and_priority)
     _u8(out, result)
     return bytes(out)
 
 
 def encode_set_response_with_list(invoke_id_and_priority, results):
-    out = _head(SET_RESPONSE, SET_RESPONSE_WITH_LIST, invoke_id_and_priority)
+    out = _head(_SET_RESPONSE, _SET_RESPONSE_WITH_LIST, invoke_id_and_priority)
     encode_length_into(out, len(results))
     for result in results:
         _u8(out, result)
@@ -327,13 +327,13 @@ def encode_set_response_with_list(invoke_id_and_priority, results):
 
 
 def encode_set_response_datablock(invoke_id_and_priority, block_number):
-    out = _head(SET_RESPONSE, SET_RESPONSE_DATABLOCK, invoke_id_and_priority)
+    out = _head(_SET_RESPONSE, _SET_RESPONSE_DATABLOCK, invoke_id_and_priority)
     encode_uint_into(out, block_number, 4)
     return bytes(out)
 
 
 def encode_set_response_last_datablock(invoke_id_and_priority, result, block_number):
-    out = _head(SET_RESPONSE, SET_RESPONSE_LAST_DATABLOCK, invoke_id_and_priority)
+    out = _head(_SET_RESPONSE, _SET_RESPONSE_LAST_DATABLOCK, invoke_id_and_priority)
     _u8(out, result)
     encode_uint_into(out, block_number, 4)
     return bytes(out)
@@ -351,14 +351,14 @@ def _action_response(out, result, return_parameters):
 
 
 def encode_action_response_normal(invoke_id_and_priority, result, return_parameters=None):
-    out = _head(ACTION_RESPONSE, ACTION_RESPONSE_NORMAL, invoke_id_and_priority)
+    out = _head(_ACTION_RESPONSE, _ACTION_RESPONSE_NORMAL, invoke_id_and_priority)
     _action_response(out, result, return_parameters)
     return bytes(out)
 
 
 def encode_action_response_with_list(invoke_id_and_priority, responses):
     """responses: [(action_result, return_parameters or None), ...]"""
-    out = _head(ACTION_RESPONSE, ACTION_RESPONSE_WITH_LIST, invoke_id_and_priority)
+    out = _head(_ACTION_RESPONSE, _ACTION_RESPONSE_WITH_LIST, invoke_id_and_priority)
     encode_length_into(out, len(responses))
     for result, return_parameters in responses:
         _action_response(out, result, return_parameters)

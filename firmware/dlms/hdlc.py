@@ -46,7 +46,7 @@ from dlms.crc import crc16_range, GOOD_RESIDUE
 from dlms.errors import DecodeError
 from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, link_buffers
 
-MAX_INFO = const(2030)  # Green Book: largest max_info_field_length (11-bit length field)
+_MAX_INFO = const(2030)  # Green Book: largest max_info_field_length (11-bit length field)
 _FLAG = const(0x7E)
 _FLAG_BYTES = b"\x7e"
 _OVERHEAD = const(12)  # format 2 + destination <= 4 + source 1 + control 1 + HCS 2 + FCS 2
@@ -273,7 +273,7 @@ class HDLCLink:
     def __init__(self, server_logical=1, server_physical=16, clients=(16, 1, 102), max_info_tx=128,
                  max_info_rx=128, window=1, inactivity_ms=120000, inter_octet_ms=25, max_apdu=2048,
                  multidrop=False, buffers=None):
-        if not (1 <= max_info_tx <= MAX_INFO and 1 <= max_info_rx <= MAX_INFO and 1 <= window <= 7):
+        if not (1 <= max_info_tx <= _MAX_INFO and 1 <= max_info_rx <= _MAX_INFO and 1 <= window <= 7):
             raise ValueError("HDLC limits")
         if not (0 < server_logical < 0x3FFF and 0 <= server_physical < 0x3FFE):
             raise ValueError("HDLC server address")

@@ -36,12 +36,12 @@ DECIPHERING_ERROR = const(5)
 INVOCATION_COUNTER_ERROR = const(6)
 
 # Security control byte (Green Book 9.2.7.1, Table 37).
-SC_SUITE_MASK = const(0x0F)
-SC_AUTHENTICATED = const(0x10)
-SC_ENCRYPTED = const(0x20)
-SC_BROADCAST = const(0x40)     # key set: 0 unicast, 1 broadcast
-SC_COMPRESSED = const(0x80)
-SC_AUTHENTICATED_ENCRYPTED = const(0x30)
+_SC_SUITE_MASK = const(0x0F)
+_SC_AUTHENTICATED = const(0x10)
+_SC_ENCRYPTED = const(0x20)
+_SC_BROADCAST = const(0x40)     # key set: 0 unicast, 1 broadcast
+_SC_COMPRESSED = const(0x80)
+_SC_AUTHENTICATED_ENCRYPTED = const(0x30)
 _SC_PROTECTION = const(0x30)
 
 # Security policy: the SC protection bits every request must carry.
@@ -72,7 +72,7 @@ TAG_LEN = const(12)
 WRAP_HEADROOM = const(18)
 CIPHER_OVERHEAD = const(WRAP_HEADROOM + TAG_LEN)
 _GET_REQUEST = const(0xC0)
-SYSTEM_TITLE_LEN = const(8)
+_SYSTEM_TITLE_LEN = const(8)
 _HLS_SC = const(0x10)          # Green Book 9.2.7.4: f() is always authentication only
 _HLS_F_LEN = const(17)         # SC || IC || T
 HLS_CHALLENGE_MIN = const(8)   # Green Book: challenges are 8..64 octets
@@ -112,8 +112,8 @@ RESPONSES = {
 }
 
 # reply_form: (general, sc, key kind) or None (plain association).
-FORM_SERVICE = const(0)
-FORM_GENERAL = const(1)
+_FORM_SERVICE = const(0)
+_FORM_GENERAL = const(1)
 
 
 class SecurityError(ProtocolError):
@@ -139,9 +139,9 @@ def _cipher(key):
 
 
 def _check_sc(sc):
-    if sc & SC_SUITE_MASK:
-        raise _deciphering("security suite %d not supported" % (sc & SC_SUITE_MASK))
-    if sc & SC_COMPRESSED:
+    if sc & _SC_SUITE_MASK:
+        raise _deciphering("security suite %d not supported" % (sc & _SC_SUITE_MASK))
+    if sc & _SC_COMPRESSED:
         raise _deciphering("compression not supported")
     if not sc & _SC_PROTECTION:
         raise _deciphering("SC without protection")
@@ -166,9 +166,9 @@ def protect_into(sc, key, ak, system_title, ic, buf, start, end):
     iv = bytes(system_title) + head[1:]
     mode = sc & _SC_PROTECTION
     mv = memoryview(buf)
-    if mode == SC_AUTHENTICATED_ENCRYPTED:
+    if mode == _SC_AUTHENTICATED_ENCRYPTED:
         end = start + g.encrypt_into(iv, mv[start:end], head[:1] + ak, mv[start:end + TAG_LEN])
-    elif mode == SC_AUTHENTICATED:
+    elif mode == _SC_AUTHENTICATED:
         end += g.encrypt_into(iv, b"", head[:1] + ak + bytes(mv[start:end]), mv[end:end + TAG_LEN])
     else:
         g.encrypt_into(iv, mv[start:end], b"", mv[start:end], 0)
@@ -190,12 +190,12 @@ def unprotect(key, ak, system_title, content):
     g = _cipher(key)
     iv = bytes(system_title) + bytes(content[1:5])
     mode = sc & _SC_PROTECTION
-    if mode != SC_ENCRYPTED and len(body) < TAG_LEN:
+    if mode != _SC_ENCRYPTED and len(body) < TAG_LEN:
         raise _deciphering("authentication tag truncated")
     try:
-        if mode == SC_AUTHENTICATED_ENCRYPTED:
+        if mode == _SC_AUTHENTICATED_ENCRYPTED:
             return sc, ic, g.decrypt(iv, body, bytes((sc,)) + ak)
-        if mode == SC_AUTHENTICATED:
+        if mode == _SC_AUTHENTICATED:
             plaintext = body[:-TAG_LEN]
             g.decrypt(iv, body[-TAG_LEN:], bytes((sc,)) + ak + plaintext)
             return sc, ic, plaintext
@@ -233,7 +233,7 @@ class SecurityContext:
 
     def __init__(self, keys, system_title, own_counter, peer_counters,
                  policy=POLICY_AUTHENTICATED_ENCRYPTED, urandom=None, store=None):
-        if len(system_title) != SYSTEM_TITLE_LEN:
+        if len(system_title) != _SYSTEM_TITLE_LEN:
             raise ValueError("system title is 8 octets")
         self.system_title = bytes(system_title)
         self.own_counter = own_counter
@@ -316,7 +316,7 @@ def _system_title(st, ctx):
     # The client's system title is half of every IV the client uses under the
     # meter's keys: it must be 8 octets and must differ from the meter's own, or a
     # client counter equal to a meter counter would repeat an IV under one key.
-    if st is None or len(st) != SYSTEM_TITLE_LEN:
+    if st is None or len(st) != _SYSTEM_TITLE_LEN:
         raise _deciphering("calling-AP-title is not an 8-octet system title")
     st = bytes(st)
     if st == ctx.system_title:
@@ -353,7 +353,7 @@ def _decipher_initiate(aarq, ctx):
     if end != len(ui):
         raise _deciphering("junk after glo-initiate-request")
     sc, ic, plain = unprotect(ctx.cipher(KEY_GLOBAL), ctx.ak, st, memoryview(ui)[start:end])
-    if sc & ctx.policy != ctx.policy or sc & SC_BROADCAST:
+    if sc & ctx.policy != ctx.policy or sc & _SC_BROADCAST:
         raise _deciphering("AARQ protection below the security policy")
     before = ctx.accept_counter(KEY_GLOBAL, ic)
     if not plain or plain[0] != _INITIATE_REQUEST:
@@ -412,7 +412,7 @@ class CipherSession:
         (0x28) for an InitiateResponse, glo-confirmed-service-error (0x2E) for an
         InitiateError."""
         ctx = self.ctx
-        sc = ctx.policy or SC_AUTHENTICATED_ENCRYPTED
+        sc = ctx.policy or _SC_AUTHENTICATED_ENCRYPTED
         return self._frame(RESPONSES[plain[0]][0], None,
                            protect(sc, ctx.cipher(KEY_GLOBAL), ctx.ak, ctx.system_title,
                                    ctx.own_counter.next(), plain))
@@ -429,9 +429,9 @@ class CipherSession:
         entry = REQUESTS.get(tag)
         if entry is not None:
             plain_tag, kind = entry[0], entry[1]
-            st, form, pos = self.client_system_title, FORM_SERVICE, 1
+            st, form, pos = self.client_system_title, _FORM_SERVICE, 1
         elif tag == GENERAL_GLO_CIPHERING or tag == GENERAL_DED_CIPHERING:
-            plain_tag, form = None, FORM_GENERAL
+            plain_tag, form = None, _FORM_GENERAL
             kind = KEY_GLOBAL if tag == GENERAL_GLO_CIPHERING else KEY_DEDICATED
             start, pos = _length_prefixed(apdu, 1, "system-title")
             st = bytes(apdu[start:pos])
@@ -452,7 +452,7 @@ class CipherSession:
         sc = content[0]
         if sc & ctx.policy != ctx.policy:
             raise _deciphering("protection below the security policy")
-        if sc & SC_BROADCAST:
+        if sc & _SC_BROADCAST:
             if kind != KEY_GLOBAL:
                 raise _deciphering("broadcast bit on a dedicated-key APDU")
             kind = KEY_BROADCAST
@@ -498,7 +498,7 @@ class CipherSession:
             return plain
         form, sc, kind = reply_form
         ctx = self.ctx
-        if form == FORM_GENERAL:
+        if form == _FORM_GENERAL:
             tag = GENERAL_DED_CIPHERING if kind == KEY_DEDICATED else GENERAL_GLO_CIPHERING
             st = ctx.system_title
         else:

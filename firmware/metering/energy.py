@@ -27,7 +27,7 @@ Blue Book enumeration):
     inst[INST_CURRENT]            mA      scaler -3, unit 33 (A)     1-0:31.7.0
     inst[INST_P_IMPORT/EXPORT]    0.01 W  scaler -2, unit 27 (W)     1-0:1.7.0 / 2.7.0
     inst[INST_Q_IMPORT/EXPORT]    0.01 var scaler -2, unit 29 (var)  1-0:3.7.0 / 4.7.0
-    inst[INST_S]                  0.01 VA scaler -2, unit 28 (VA)    1-0:9.7.0
+    inst[_INST_S]                  0.01 VA scaler -2, unit 28 (VA)    1-0:9.7.0
     inst[INST_PF]                 0.001   scaler -3, unit 255        1-0:13.7.0
     inst[INST_FREQ]               mHz     scaler -3, unit 44 (Hz)    1-0:14.7.0
 update() works in small ints only (kernel.muldiv / kernel.q64 for the wide products and
@@ -61,7 +61,7 @@ INST_P_IMPORT = const(2)
 INST_P_EXPORT = const(3)
 INST_Q_IMPORT = const(4)
 INST_Q_EXPORT = const(5)
-INST_S = const(6)
+_INST_S = const(6)
 INST_PF = const(7)
 INST_FREQ = const(8)
 _N_INST = const(9)
@@ -70,7 +70,7 @@ _N_INST = const(9)
 INST_SCALER_UNIT = ((-2, 35), (-3, 33), (-2, 27), (-2, 27), (-2, 29), (-2, 29), (-2, 28), (-3, 255), (-3, 44))
 ENERGY_SCALER_UNIT = ((-3, 30), (-3, 30), (-3, 32), (-3, 32), (-3, 32), (-3, 32), (-3, 32), (-3, 32))
 
-STATE_VERSION = const(1)
+_STATE_VERSION = const(1)
 
 
 @micropython.viper
@@ -293,7 +293,7 @@ class Meter:
         inst[INST_Q_IMPORT] = q if q > 0 else 0
         inst[INST_Q_EXPORT] = -q if q < 0 else 0
         s6 = muldiv(rv, ri, 1, 18)  # Vrms * Irms, count**2 in Q6
-        inst[INST_S] = muldiv(s6, self._kq, 1, 6 + kk)
+        inst[_INST_S] = muldiv(s6, self._kq, 1, 6 + kk)
         pf = 0
         if s6 > 0:
             pf = muldiv(abs(pm), 1000 << 6, s6, sp)
@@ -334,9 +334,9 @@ class Meter:
         return read64(self._raw, 2 * reg)
 
     def snapshot(self):
-        """(STATE_VERSION, den, e0, r0, e1, r1, ... e5, r5): mWh/mvarh and residues in
+        """(_STATE_VERSION, den, e0, r0, e1, r1, ... e5, r5): mWh/mvarh and residues in
         1/den, registers in E_ order. Ints up to 2**64; store them as 8-byte fields."""
-        state = [STATE_VERSION, self.den]
+        state = [_STATE_VERSION, self.den]
         for reg in range(_N_REGS):
             t = self._total(reg)
             state.append(t // self.den)
@@ -346,7 +346,7 @@ class Meter:
     def restore(self, state):
         """Load a snapshot. Raises ValueError on a malformed state or one that would
         lower any register (energy never goes backwards)."""
-        if len(state) != 2 + 2 * _N_REGS or state[0] != STATE_VERSION:
+        if len(state) != 2 + 2 * _N_REGS or state[0] != _STATE_VERSION:
             raise ValueError("not a metering state")
         den = state[1]
         if not isinstance(den, int) or den <= 0:

@@ -24,7 +24,7 @@ Samples are signed 12-bit ADC codes (mid-scale removed) in array('h'). Per chunk
 viper loop forms, after subtracting whole-LSB offsets:
     Svv = sum v*v   Sii = sum i*i   Svi = sum v*i   Svd = sum v*i[n-D]
     Sv, Si, Sd (plain sums)   and the positive-going zero crossings of v.
-With |sample| <= 2048 + MAX_OFFSET and MAX_CHUNK = 125, |Svi| <= 6.6e8: even rotated
+With |sample| <= 2048 + _MAX_OFFSET and MAX_CHUNK = 125, |Svi| <= 6.6e8: even rotated
 by the phase compensation it stays a small int.
 
 DC offset. A whole-LSB estimate is subtracted inside the loop; the fractional rest
@@ -32,7 +32,7 @@ DC offset. A whole-LSB estimate is subtracted inside the loop; the fractional re
 carried to the next chunk:   sum (v-dv)(i-di) = Svi - di*Sv - dv*Si + n*dv*di.
 The estimate is the mean of the raw samples over the whole mains cycles of each window
 (first to last zero crossing of v, so a sine contributes nothing), smoothed over
-windows (OFFSET_SHIFT). It seeds from the calibration and settles in the first window.
+windows (_OFFSET_SHIFT). It seeds from the calibration and settles in the first window.
 
 Reactive power without a Hilbert filter. The current passes a delay line of D whole
 samples, D = round(T/4) with T the measured samples per cycle, giving the lag-D
@@ -61,9 +61,9 @@ from array import array
 from micropython import const
 
 MAX_CHUNK = const(125)  # sample pairs per viper call: keeps every sum a small int
-MAX_OFFSET = const(256)  # whole-LSB offset clamp (|sample - offset| <= 2304)
-OFFSET_SHIFT = const(2)  # offset estimate smoothed over 2**2 windows
-COEF_BITS = const(15)  # the small P/Q coefficients are Q15
+_MAX_OFFSET = const(256)  # whole-LSB offset clamp (|sample - offset| <= 2304)
+_OFFSET_SHIFT = const(2)  # offset estimate smoothed over 2**2 windows
+_COEF_BITS = const(15)  # the small P/Q coefficients are Q15
 _CMASK = const(0x7FFF)
 _COEF_MAX = const(1 << 14)  # |coefficient| < 0.5 keeps every product below 2**29
 
@@ -112,7 +112,7 @@ W_VV = const(0)
 W_II = const(2)
 W_P = const(4)
 W_Q = const(6)
-W_SIZE = const(8)
+_W_SIZE = const(8)
 
 
 def zeros(typecode, n):
@@ -330,7 +330,7 @@ def _cos_q29(x):
 
 def _whole_offset(est_q16):
     o = (est_q16 + 0x8000) >> 16
-    return -MAX_OFFSET if o < -MAX_OFFSET else (MAX_OFFSET if o > MAX_OFFSET else o)
+    return -_MAX_OFFSET if o < -_MAX_OFFSET else (_MAX_OFFSET if o > _MAX_OFFSET else o)
 
 
 class Calibration:
@@ -413,8 +413,8 @@ class Kernel:
         st[_MASK] = size - 1
         st[_PREV] = _BIAS
         st[_HYST] = cal.zc_hyst
-        self._win = zeros("i", W_SIZE)
-        self.done = zeros("i", W_SIZE)
+        self._win = zeros("i", _W_SIZE)
+        self.done = zeros("i", _W_SIZE)
         self._i_delay = cal.i_delay_q16
         self._track = cal.track_offset
         self._est_v = cal.v_offset << 16
@@ -450,7 +450,7 @@ class Kernel:
         self._zo_n1 = self._zo_n2 = -1
         self._zo_sv1 = self._zo_si1 = self._zo_sv2 = self._zo_si2 = 0
         w = self._win
-        for k in range(W_SIZE):
+        for k in range(_W_SIZE):
             w[k] = 0
 
     def _set_offsets(self):
@@ -498,7 +498,7 @@ class Kernel:
         cos_b = _cos_q29(beta)
         sin_tb = muldiv(sin_t, cos_b, 1, 29) + muldiv(cos_t, sin_b, 1, 29)
         cos_tb = muldiv(cos_t, cos_b, 1, 29) - muldiv(sin_t, sin_b, 1, 29)
-        one = 1 << COEF_BITS
+        one = 1 << _COEF_BITS
         nx[5] = _clamp(_ratio(sin_tb, sin_t) - one)
         nx[6] = _clamp(-_ratio(sin_b, sin_t))
         nx[7] = _clamp(_ratio(cos_tb, sin_t))
@@ -530,19 +530,19 @@ class Kernel:
         rd = st[_SVD] - (t >> 8)
         self._rod = t & 0xFF
         # Small Q15 coefficients on 15-bit halves: floor((r*c) >> 15) = hi*c + (lo*c >> 15).
-        h0 = r0 >> COEF_BITS
+        h0 = r0 >> _COEF_BITS
         l0 = r0 & _CMASK
-        hd = rd >> COEF_BITS
+        hd = rd >> _COEF_BITS
         ld = rd & _CMASK
         a = self._a1
         b = self._b
         t = l0 * a + ld * b + self._rp
-        self.p = r0 + h0 * a + hd * b + (t >> COEF_BITS)
+        self.p = r0 + h0 * a + hd * b + (t >> _COEF_BITS)
         self._rp = t & _CMASK
         a = self._c
         b = self._d1
         t = l0 * a + ld * b + self._rq
-        self.q = h0 * a + hd * b - rd + (t >> COEF_BITS)
+        self.q = h0 * a + hd * b - rd + (t >> _COEF_BITS)
         self._rq = t & _CMASK
         sii = st[_SII]
         self.sii = sii
@@ -656,14 +656,14 @@ class Kernel:
             self._est_v = mv
             self._est_i = mi
         else:
-            self._est_v += (mv - self._est_v) >> OFFSET_SHIFT
-            self._est_i += (mi - self._est_i) >> OFFSET_SHIFT
+            self._est_v += (mv - self._est_v) >> _OFFSET_SHIFT
+            self._est_i += (mi - self._est_i) >> _OFFSET_SHIFT
         self._set_offsets()
 
 
 def _ratio(x, y):
     """round(x / y) in Q15, for Q29 x and y (y > 0)."""
-    return muldiv(x, 1 << COEF_BITS, y, 0)
+    return muldiv(x, 1 << _COEF_BITS, y, 0)
 
 
 def _clamp(c):

@@ -60,7 +60,7 @@ def test_corrupt_newest_record_falls_back_and_never_goes_backwards():
         if t.writes != before:
             saved.append(t.meter.energy(0))
     st = store._state[RECORD]
-    with open(st[3 + st[0]], "r+b") as f:  # flip a payload byte of the newest slot
+    with open(store._slot_path(RECORD, st[0]), "r+b") as f:  # flip a payload byte of the newest slot
         f.seek(20)
         b = f.read(1)
         f.seek(20)
