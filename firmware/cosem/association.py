@@ -26,7 +26,6 @@ from dlms.axdr import (
     OCTET_STRING,
     STRUCTURE,
     UNSIGNED,
-    encode_data,
     encode_length_into,
 )
 from cosem.base import CosemObject, Pieces
@@ -51,16 +50,28 @@ _MAX_SECRET = const(64)
 
 
 def _entry(t, client, obj):
-    """object_list_element: class, version, logical name, access rights."""
-    attrs = [(STRUCTURE, [(INTEGER, a[0]), (ENUM, t.attribute_access(client, obj, a[0])), (NULL, None)])
-             for a in obj.ATTRIBUTES]
-    methods = [(STRUCTURE, [(INTEGER, m[0]), (ENUM, t.method_access(client, obj, m[0]))]) for m in obj.METHODS]
-    return (STRUCTURE, [
-        (LONG_UNSIGNED, obj.class_id),
-        (UNSIGNED, obj.version),
-        (OCTET_STRING, obj.logical_name),
-        (STRUCTURE, [(ARRAY, attrs), (ARRAY, methods)]),
-    ])
+    """object_list_element (class, version, logical name, access rights) in A-XDR,
+    written into one buffer of its final size: the value tree encode_data would take
+    costs a small object per field, ~1 KB per object, too much for a 64 KB heap.
+    Each attribute_access_item is structure {integer id, enum mode, null selectors},
+    each method_access_item structure {integer id, enum mode}."""
+    attrs, methods = obj.ATTRIBUTES, obj.METHODS
+    out = bytearray(21 + 7 * len(attrs) + 6 * len(methods))
+    out[0:9] = bytes((STRUCTURE, 4, LONG_UNSIGNED, obj.class_id >> 8, obj.class_id & 0xFF,
+                       UNSIGNED, obj.version, OCTET_STRING, 6))
+    out[9:15] = obj.logical_name
+    out[15:19] = bytes((STRUCTURE, 2, ARRAY, len(attrs)))
+    k = 19
+    for a in attrs:
+        out[k:k + 7] = bytes((STRUCTURE, 3, INTEGER, a[0], ENUM, t.attribute_access(client, obj, a[0]), NULL))
+        k += 7
+    out[k] = ARRAY
+    out[k + 1] = len(methods)
+    k += 2
+    for m in methods:
+        out[k:k + 6] = bytes((STRUCTURE, 2, INTEGER, m[0], ENUM, t.method_access(client, obj, m[0])))
+        k += 6
+    return out
 
 
 class AssociationLN(CosemObject):
@@ -127,7 +138,7 @@ class AssociationLN(CosemObject):
         objects = t.objects_for(client)
         head = bytearray((ARRAY,))
         encode_length_into(head, len(objects))
-        return Pieces(head, (encode_data(_entry(t, client, obj)) for obj in objects))
+        return Pieces(head, (_entry(t, client, obj) for obj in objects))
 
     def get_associated_partners_id(self, ctx):
         server_sap = self._from_ctx(ctx, "server_sap", self.table.server_sap)

@@ -277,7 +277,7 @@ class HDLCLink:
             raise ValueError("HDLC limits")
         if not (0 < server_logical < 0x3FFF and 0 <= server_physical < 0x3FFE):
             raise ValueError("HDLC server address")
-        self.stats = {k: 0 for k in _STATS}
+        self.stats = dict.fromkeys(_STATS, 0)  # one allocation of its final size
         self._logical = server_logical
         self._physical = server_physical
         self._clients = tuple(clients)
@@ -317,6 +317,7 @@ class HDLCLink:
         self._activity = False
         self._last = 0
         self._txq = []
+        self._offs = [0] * 8  # start offset in the outgoing message of frame N(S) (set when sent)
         self.state = NDM
         self.client = None
         self._reset_link()
@@ -613,7 +614,6 @@ class HDLCLink:
         self.window_rx = 1
         self._max_len = max_rx + _OVERHEAD
         self._vs = self._vr = self._va = 0  # V(S), V(R), oldest unacknowledged N(S)
-        self._offs = [0] * 8  # start offset in the outgoing message of frame N(S)
         self._tx = None  # outgoing message (memoryview of the APDU), LLC in front
         self._tx_total = 0
         self._tx_off = 0
