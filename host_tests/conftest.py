@@ -23,8 +23,8 @@ from meter import Meter, MeterError  # noqa: E402
 # unix port's default) and again against a microcontroller-sized heap: the smallest
 # that the whole meter (DLMS, security, metering with its simulated ADC, profiles and
 # logs) is measured to need by `make bench` ("smallest heap serving 2 sessions"), with
-# a margin. The readable-meter stage ran in 64 KiB; see README, "Memory".
-SMALL_HEAP = "96k"
+# a margin (72 KiB measured, all tests also passed at 74k). The target is 64 KiB; see README, "Memory".
+SMALL_HEAP = "76k"
 _HEAPS = []
 for _h in (os.environ.get("MPY_HEAP") or None, SMALL_HEAP):
     if _h not in _HEAPS:

@@ -190,3 +190,18 @@ def test_wrapper_header_for_another_server_wport_is_skipped(meter):
         assert link.recv_quiet(0.5) == b""
         link.send(wrap(aarq()))
         assert bytes.fromhex("a203020100") in unwrap(link.recv())
+
+
+def test_connections_beyond_the_planned_ones_are_closed_and_the_rest_served(meter):
+    # The meter plans link buffers for two connections at once, over all ports: a
+    # third is closed at once, the two go on, and a pair freed serves the next client.
+    with GuruxClient.tcp(meter.hdlc_port, "hdlc") as a, GuruxClient.tcp(meter.wrapper_port, "wrapper") as b:
+        extra = TcpLink("127.0.0.1", meter.hdlc_port)
+        try:
+            assert extra.closed_by_peer(wait=2.0)
+        finally:
+            extra.close()
+        assert len(a.read(LDN, 1, 2)[0]) == len(b.read(LDN, 1, 2)[0]) == 16
+    for port, interface in ((meter.hdlc_port, "hdlc"), (meter.wrapper_port, "wrapper")):
+        with GuruxClient.tcp(port, interface) as c:  # reconnecting at once is served
+            assert c.read(ENERGY, 3, 2)[0] >= 0
