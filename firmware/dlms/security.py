@@ -156,24 +156,48 @@ def protect(sc, key, ak, system_title, ic, plaintext):
     return bytes(memoryview(buf)[start:end])
 
 
+# Scratch for the IV (system title || IC) and the AAD of the common modes (SC || AK):
+# written in place for each APDU, as the meter handles one at a time, so a ciphered
+# request costs no allocation for them (allocation is most of what the Python around
+# the GCM call costs).
+_IV = bytearray(12)
+_AAD = bytearray(17)
+
+
+def _iv(system_title, ic_bytes):
+    if len(system_title) != 8:  # not a system title: GCM refuses the IV as before
+        return bytes(system_title) + bytes(ic_bytes)
+    _IV[0:8] = system_title
+    _IV[8:12] = ic_bytes
+    return _IV
+
+
+def _aad(sc, ak):
+    if len(ak) != 16:
+        return bytes((sc,)) + ak
+    _AAD[0] = sc
+    _AAD[1:17] = ak
+    return _AAD
+
+
 def protect_into(sc, key, ak, system_title, ic, buf, start, end):
     """protect() in place: the plaintext buf[start:end] becomes out, SC || IC goes in
     the 5 bytes before start and T in the TAG_LEN after end; -> (start, end) of
     SC || IC || out. No allocation the size of the APDU."""
     _check_sc(sc)
     g = _cipher(key)
-    head = struct.pack(">BI", sc, ic)
-    iv = bytes(system_title) + head[1:]
-    mode = sc & _SC_PROTECTION
     mv = memoryview(buf)
-    if mode == _SC_AUTHENTICATED_ENCRYPTED:
-        end = start + g.encrypt_into(iv, mv[start:end], head[:1] + ak, mv[start:end + TAG_LEN])
-    elif mode == _SC_AUTHENTICATED:
-        end += g.encrypt_into(iv, b"", head[:1] + ak + bytes(mv[start:end]), mv[end:end + TAG_LEN])
-    else:
-        g.encrypt_into(iv, mv[start:end], b"", mv[start:end], 0)
     start -= 5
-    buf[start:start + 5] = head
+    struct.pack_into(">BI", buf, start, sc, ic)
+    iv = _iv(system_title, mv[start + 1:start + 5])
+    mode = sc & _SC_PROTECTION
+    text = mv[start + 5:end]
+    if mode == _SC_AUTHENTICATED_ENCRYPTED:
+        end += g.encrypt_into(iv, text, _aad(sc, ak), mv[start + 5:end + TAG_LEN]) - len(text)
+    elif mode == _SC_AUTHENTICATED:
+        end += g.encrypt_into(iv, b"", bytes((sc,)) + ak + bytes(text), mv[end:end + TAG_LEN])
+    else:
+        g.encrypt_into(iv, text, b"", text, 0)
     return start, end
 
 
@@ -186,17 +210,18 @@ def unprotect(key, ak, system_title, content):
     sc = content[0]
     _check_sc(sc)
     ic = struct.unpack_from(">I", content, 1)[0]
-    body = bytes(content[5:])
+    content = memoryview(content)
+    body = content[5:]
     g = _cipher(key)
-    iv = bytes(system_title) + bytes(content[1:5])
+    iv = _iv(system_title, content[1:5])
     mode = sc & _SC_PROTECTION
     if mode != _SC_ENCRYPTED and len(body) < TAG_LEN:
         raise _deciphering("authentication tag truncated")
     try:
         if mode == _SC_AUTHENTICATED_ENCRYPTED:
-            return sc, ic, g.decrypt(iv, body, bytes((sc,)) + ak)
+            return sc, ic, g.decrypt(iv, body, _aad(sc, ak))
         if mode == _SC_AUTHENTICATED:
-            plaintext = body[:-TAG_LEN]
+            plaintext = bytes(body[:-TAG_LEN])
             g.decrypt(iv, body[-TAG_LEN:], bytes((sc,)) + ak + plaintext)
             return sc, ic, plaintext
     except ValueError:
