@@ -190,7 +190,8 @@ def legal_signature():
         return b""  # running from source: no signed build
 
 
-def serve(config):
+def start(config):
+    """Build the meter: -> (poll loop, housekeeping) for loop.run(housekeeping)."""
     # Start-up allocates long-lived objects among short-lived ones: collecting every
     # 2 KB lets each new object fill the hole a dead one left (allocation takes the
     # lowest free block), instead of leaving holes under long-lived objects.
@@ -226,12 +227,21 @@ def serve(config):
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else
           "%.1f V, %.2f A, %.1f deg, %.1f Hz, speed %dx" % tuple(config[k] for k in SIM_KEYS[:4] + ("speed",))))
     gc.threshold(-1)  # serving: collect when the heap is full
-    loop.run(housekeeping)
+    return loop, housekeeping
 
 
 def main(argv=None):
     config = parse_args(sys.argv[1:] if argv is None else argv)
-    serve(config)
+    try:
+        loop, housekeeping = start(config)
+    except MemoryError:
+        # Start-up plans the RAM the meter needs: a heap that cannot hold it is a
+        # configuration error, and says so rather than with a traceback.
+        gc.collect()
+        print("meter: the heap (%d bytes) is too small for this firmware to start; README, Memory"
+              " gives what it needs" % (gc.mem_free() + gc.mem_alloc()), file=sys.stderr)
+        sys.exit(1)
+    loop.run(housekeeping)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ HDLC, the LLS reader and the HLS-GMAC management client over the wrapper, the wh
 sweep twice over. The object lists, profiles and event logs come in GET blocks
 (ciphered for the management client), which is where a fragmented heap used to run
 out of room for a 1 KB block; the meter must answer every read, every time."""
+import pytest
 from gurux_dlms.enums import AccessMode
 
+from meter import Meter, MeterError
 from clients import LLS, LLS_PASSWORD, GuruxClient
 from secure_clients import SecureGuruxClient
 
@@ -48,3 +50,12 @@ def test_every_readable_attribute_by_every_client_twice(meter_small):
             assert reads > 30 and not failures, (name, reads, failures)
     log = m.stdout() + m.stderr()
     assert "out of memory" not in log and "MemoryError" not in log, m.output()
+
+
+def test_a_heap_too_small_to_start_is_refused_plainly(tmp_path):
+    # The firmware's imports fit (about 40 KiB) but not the meter it builds: it says so
+    # and exits, rather than failing with a traceback half-way through start-up.
+    m = Meter(tmp_path / "state", heap="56k")
+    with pytest.raises(MeterError, match="too small for this firmware to start"):
+        m.start()
+    assert not m.running()

@@ -4,7 +4,7 @@ from the repository root:
     build/micropython -X heapsize=1m tools/heap_report.py
 
 Prints the live heap (gc.mem_alloc after gc.collect) each firmware module costs when
-imported in main.py's order, then what each start-up step of main.serve keeps. A
+imported in main.py's order, then what each start-up step of main.start keeps. A
 diagnostic for RAM work on the 64 KB heap target, not a test: it asserts nothing.
 """
 import gc
