@@ -194,7 +194,7 @@ def get_costs(meter, gets, idle, rounds=10):
 
 def association_cost(meter, count, idle):
     """Meter CPU per complete HLS-5 association on one TCP connection."""
-    # The meter serves two connections per port and refuses a third: give its poll loop
+    # The meter serves two connections at once and refuses a third: give its poll loop
     # time to see that the GET benchmark's two connections have closed.
     time.sleep(0.5)
     link = TcpLink("127.0.0.1", meter.hdlc_port)
