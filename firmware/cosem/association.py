@@ -16,20 +16,21 @@
 from micropython import const
 
 from dlms.acse import DLMS_VERSION, MECH_LLS
-from dlms.axdr import (
-    ARRAY,
-    BIT_STRING,
-    ENUM,
-    INTEGER,
-    LONG_UNSIGNED,
-    NULL,
-    OCTET_STRING,
-    STRUCTURE,
-    UNSIGNED,
-    encode_length_into,
-)
+from dlms.axdr import encode_length_into
+
 from cosem.base import CosemObject, Pieces
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_ARRAY = const(1)
+_BIT_STRING = const(4)
+_ENUM = const(22)
+_INTEGER = const(15)
+_LONG_UNSIGNED = const(18)
+_NULL = const(0)
+_OCTET_STRING = const(9)
+_STRUCTURE = const(2)
+_UNSIGNED = const(17)
 
 # association_status enum.
 _NON_ASSOCIATED = const(0)
@@ -57,19 +58,19 @@ def _entry(t, client, obj):
     each method_access_item structure {integer id, enum mode}."""
     attrs, methods = obj.ATTRIBUTES, obj.METHODS
     out = bytearray(21 + 7 * len(attrs) + 6 * len(methods))
-    out[0:9] = bytes((STRUCTURE, 4, LONG_UNSIGNED, obj.class_id >> 8, obj.class_id & 0xFF,
-                       UNSIGNED, obj.version, OCTET_STRING, 6))
+    out[0:9] = bytes((_STRUCTURE, 4, _LONG_UNSIGNED, obj.class_id >> 8, obj.class_id & 0xFF,
+                       _UNSIGNED, obj.version, _OCTET_STRING, 6))
     out[9:15] = obj.logical_name
-    out[15:19] = bytes((STRUCTURE, 2, ARRAY, len(attrs)))
+    out[15:19] = bytes((_STRUCTURE, 2, _ARRAY, len(attrs)))
     k = 19
     for a in attrs:
-        out[k:k + 7] = bytes((STRUCTURE, 3, INTEGER, a[0], ENUM, t.attribute_access(client, obj, a[0]), NULL))
+        out[k:k + 7] = bytes((_STRUCTURE, 3, _INTEGER, a[0], _ENUM, t.attribute_access(client, obj, a[0]), _NULL))
         k += 7
-    out[k] = ARRAY
+    out[k] = _ARRAY
     out[k + 1] = len(methods)
     k += 2
     for m in methods:
-        out[k:k + 6] = bytes((STRUCTURE, 2, INTEGER, m[0], ENUM, t.method_access(client, obj, m[0])))
+        out[k:k + 6] = bytes((_STRUCTURE, 2, _INTEGER, m[0], _ENUM, t.method_access(client, obj, m[0])))
         k += 6
     return out
 
@@ -84,15 +85,15 @@ class AssociationLN(CosemObject):
         (4, "application_context_name", None),
         (5, "xdlms_context_info", None),
         (6, "authentication_mechanism_name", None),
-        (7, "secret", OCTET_STRING),
+        (7, "secret", _OCTET_STRING),
         (8, "association_status", None),
         (9, "security_setup_reference", None),
     )
     METHODS = (
-        (1, "reply_to_HLS_authentication", OCTET_STRING),
-        (2, "change_HLS_secret", OCTET_STRING),
-        (3, "add_object", STRUCTURE),
-        (4, "remove_object", STRUCTURE),
+        (1, "reply_to_HLS_authentication", _OCTET_STRING),
+        (2, "change_HLS_secret", _OCTET_STRING),
+        (3, "add_object", _STRUCTURE),
+        (4, "remove_object", _STRUCTURE),
     )
 
     def __init__(self, logical_name, table, client=None, secret=None, security_setup=None):
@@ -136,34 +137,34 @@ class AssociationLN(CosemObject):
         client = self._client(ctx)
         t = self.table
         objects = t.objects_for(client)
-        head = bytearray((ARRAY,))
+        head = bytearray((_ARRAY,))
         encode_length_into(head, len(objects))
         return Pieces(head, (_entry(t, client, obj) for obj in objects))
 
     def get_associated_partners_id(self, ctx):
         server_sap = self._from_ctx(ctx, "server_sap", self.table.server_sap)
-        return (STRUCTURE, [(INTEGER, self._client(ctx)), (LONG_UNSIGNED, server_sap)])
+        return (_STRUCTURE, [(_INTEGER, self._client(ctx)), (_LONG_UNSIGNED, server_sap)])
 
     def get_application_context_name(self, ctx):
         context = self._from_ctx(ctx, "context", self._policy(ctx)["context"])
-        return (OCTET_STRING, _CONTEXT_ARC + bytes((context,)))
+        return (_OCTET_STRING, _CONTEXT_ARC + bytes((context,)))
 
     def get_xdlms_context_info(self, ctx):
         p = self._policy(ctx)
         conformance = self._from_ctx(ctx, "conformance", p["conformance"])
         max_pdu = self.table.max_pdu
-        return (STRUCTURE, [
-            (BIT_STRING, (24, conformance.to_bytes(3, "big"))),
-            (LONG_UNSIGNED, max_pdu),   # what the server receives
-            (LONG_UNSIGNED, self._from_ctx(ctx, "max_pdu", max_pdu)),
-            (UNSIGNED, DLMS_VERSION),
-            (INTEGER, 0),           # quality_of_service: not used
-            (OCTET_STRING, b""),    # cyphering_info: the dedicated key is never shown
+        return (_STRUCTURE, [
+            (_BIT_STRING, (24, conformance.to_bytes(3, "big"))),
+            (_LONG_UNSIGNED, max_pdu),   # what the server receives
+            (_LONG_UNSIGNED, self._from_ctx(ctx, "max_pdu", max_pdu)),
+            (_UNSIGNED, DLMS_VERSION),
+            (_INTEGER, 0),           # quality_of_service: not used
+            (_OCTET_STRING, b""),    # cyphering_info: the dedicated key is never shown
         ])
 
     def get_authentication_mechanism_name(self, ctx):
         mech = self._from_ctx(ctx, "mechanism", self._policy(ctx)["mechanism"])
-        return (OCTET_STRING, _MECHANISM_ARC + bytes((mech,)))
+        return (_OCTET_STRING, _MECHANISM_ARC + bytes((mech,)))
 
     def get_secret(self, ctx):
         # Write-only whatever any table says: a secret never leaves the meter.
@@ -181,11 +182,11 @@ class AssociationLN(CosemObject):
     def get_association_status(self, ctx):
         if self._client(ctx) != ctx.client:
             # Other clients' sessions are not tracked by the object model.
-            return (ENUM, _NON_ASSOCIATED)
-        return (ENUM, _ASSOCIATION_PENDING if getattr(ctx, "pending", False) else _ASSOCIATED)
+            return (_ENUM, _NON_ASSOCIATED)
+        return (_ENUM, _ASSOCIATION_PENDING if getattr(ctx, "pending", False) else _ASSOCIATED)
 
     def get_security_setup_reference(self, ctx):
-        return (OCTET_STRING, self.security_setup)
+        return (_OCTET_STRING, self.security_setup)
 
     # --- methods -------------------------------------------------------------
     # change_HLS_secret, add_object and remove_object are declared, not
@@ -198,4 +199,4 @@ class AssociationLN(CosemObject):
         hook = getattr(ctx, "reply_to_hls", None)
         if self.client is not None or hook is None:
             raise AccessError(READ_WRITE_DENIED, "no HLS authentication here")
-        return (OCTET_STRING, hook(value[1]))
+        return (_OCTET_STRING, hook(value[1]))

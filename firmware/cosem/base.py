@@ -14,13 +14,18 @@
 #
 # Access rights are not checked here: the object table lists them per client and
 # the server checks them before calling the object.
-from dlms.axdr import OCTET_STRING, STRUCTURE
+
+from micropython import const
 from dlms.errors import (
     AccessError,
     OTHER_REASON,
     READ_WRITE_DENIED,
     TYPE_UNMATCHED,
 )
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_OCTET_STRING = const(9)
+_STRUCTURE = const(2)
 
 
 def obis(text):
@@ -48,7 +53,7 @@ def check_type(value, tag):
 def check_struct(value, tags):
     """Payload list of a structure whose members carry exactly `tags` (in order);
     type-unmatched otherwise. A member tag of None is not checked."""
-    items = check_type(value, STRUCTURE)
+    items = check_type(value, _STRUCTURE)
     if len(items) != len(tags):
         raise AccessError(TYPE_UNMATCHED, "structure of %d expected" % len(tags))
     out = []
@@ -176,4 +181,4 @@ class CosemObject:
         return handler(value, ctx)
 
     def get_logical_name(self, ctx):
-        return (OCTET_STRING, self.logical_name)
+        return (_OCTET_STRING, self.logical_name)

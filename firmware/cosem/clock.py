@@ -12,9 +12,19 @@
 # Time is -60, summer time -120. Gurux and dlms-cosem both read it this way.
 from micropython import const
 
-from dlms.axdr import BOOLEAN, DATE_TIME, ENUM, INTEGER, LONG, OCTET_STRING, STRUCTURE, UNSIGNED
+
 from cosem.base import CosemObject, check_range
 from dlms.errors import AccessError, OTHER_REASON, READ_WRITE_DENIED, TYPE_UNMATCHED
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_BOOLEAN = const(3)
+_DATE_TIME = const(25)
+_ENUM = const(22)
+_INTEGER = const(15)
+_LONG = const(16)
+_OCTET_STRING = const(9)
+_STRUCTURE = const(2)
+_UNSIGNED = const(17)
 
 # Special field values of date and date-time (Blue Book 4.1.6.1).
 _DST_END_MONTH = const(0xFD)
@@ -192,21 +202,21 @@ class Clock(CosemObject):
     ATTRIBUTES = (
         (1, "logical_name", None),
         (2, "time", None),  # octet-string (12) or date-time: checked by set_time
-        (3, "time_zone", LONG),
+        (3, "time_zone", _LONG),
         (4, "status", None),
-        (5, "daylight_savings_begin", OCTET_STRING),
-        (6, "daylight_savings_end", OCTET_STRING),
-        (7, "daylight_savings_deviation", INTEGER),
-        (8, "daylight_savings_enabled", BOOLEAN),
+        (5, "daylight_savings_begin", _OCTET_STRING),
+        (6, "daylight_savings_end", _OCTET_STRING),
+        (7, "daylight_savings_deviation", _INTEGER),
+        (8, "daylight_savings_enabled", _BOOLEAN),
         (9, "clock_base", None),
     )
     METHODS = (
-        (1, "adjust_to_quarter", INTEGER),
-        (2, "adjust_to_measuring_period", INTEGER),
-        (3, "adjust_to_minute", INTEGER),
-        (4, "adjust_to_preset_time", INTEGER),
-        (5, "preset_adjusting_time", STRUCTURE),
-        (6, "shift_time", LONG),
+        (1, "adjust_to_quarter", _INTEGER),
+        (2, "adjust_to_measuring_period", _INTEGER),
+        (3, "adjust_to_minute", _INTEGER),
+        (4, "adjust_to_preset_time", _INTEGER),
+        (5, "preset_adjusting_time", _STRUCTURE),
+        (6, "shift_time", _LONG),
     )
 
     def __init__(self, logical_name, source, settings=None):
@@ -265,10 +275,10 @@ class Clock(CosemObject):
     # --- attributes --------------------------------------------------------
 
     def get_time(self, ctx):
-        return (OCTET_STRING, self.now_datetime())
+        return (_OCTET_STRING, self.now_datetime())
 
     def set_time(self, value, ctx):
-        if not isinstance(value, tuple) or len(value) != 2 or value[0] not in (OCTET_STRING, DATE_TIME):
+        if not isinstance(value, tuple) or len(value) != 2 or value[0] not in (_OCTET_STRING, _DATE_TIME):
             raise AccessError(TYPE_UNMATCHED, "time is a date-time octet-string")
         f = decode_datetime(value[1])
         local = seconds_from_fields(f)
@@ -279,42 +289,42 @@ class Clock(CosemObject):
         self._set_utc(local + dev * 60)
 
     def get_time_zone(self, ctx):
-        return (LONG, self.time_zone)
+        return (_LONG, self.time_zone)
 
     def set_time_zone(self, value, ctx):
         self.time_zone = check_range(value[1], -720, 720)
 
     def get_status(self, ctx):
-        return (UNSIGNED, self.status_flags(self.source.now()))
+        return (_UNSIGNED, self.status_flags(self.source.now()))
 
     def get_daylight_savings_begin(self, ctx):
-        return (OCTET_STRING, self.dst_begin)
+        return (_OCTET_STRING, self.dst_begin)
 
     def set_daylight_savings_begin(self, value, ctx):
         decode_datetime(value[1])
         self.dst_begin = bytes(value[1])
 
     def get_daylight_savings_end(self, ctx):
-        return (OCTET_STRING, self.dst_end)
+        return (_OCTET_STRING, self.dst_end)
 
     def set_daylight_savings_end(self, value, ctx):
         decode_datetime(value[1])
         self.dst_end = bytes(value[1])
 
     def get_daylight_savings_deviation(self, ctx):
-        return (INTEGER, self.dst_deviation)
+        return (_INTEGER, self.dst_deviation)
 
     def set_daylight_savings_deviation(self, value, ctx):
         self.dst_deviation = check_range(value[1], -120, 120)
 
     def get_daylight_savings_enabled(self, ctx):
-        return (BOOLEAN, self.dst_enabled)
+        return (_BOOLEAN, self.dst_enabled)
 
     def set_daylight_savings_enabled(self, value, ctx):
         self.dst_enabled = bool(value[1])
 
     def get_clock_base(self, ctx):
-        return (ENUM, self.clock_base)
+        return (_ENUM, self.clock_base)
 
     # --- methods -------------------------------------------------------------
     # adjust_to_measuring_period and the preset pair need the metering period

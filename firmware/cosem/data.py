@@ -4,9 +4,15 @@
 # number that something else keeps.
 from micropython import const
 
-from dlms.axdr import ENUM, INTEGER, STRUCTURE, UNSIGNED
+
 from cosem.base import CosemObject, check_type
 from dlms.errors import AccessError, READ_WRITE_DENIED
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_ENUM = const(22)
+_INTEGER = const(15)
+_STRUCTURE = const(2)
+_UNSIGNED = const(17)
 
 # Units (Blue Book 4.3.2, enumeration of the unit field of scaler_unit).
 UNIT_W = const(27)
@@ -54,7 +60,7 @@ class StatusWord(Data):
         self.flags = 0
 
     def get_value(self, ctx):
-        return (UNSIGNED, self.flags)
+        return (_UNSIGNED, self.flags)
 
     def raise_flag(self, bit):
         self.flags |= bit
@@ -71,7 +77,7 @@ class Register(CosemObject):
     class_id = 3
     version = 0
     ATTRIBUTES = ((1, "logical_name", None), (2, "value", None), (3, "scaler_unit", None))
-    METHODS = ((1, "reset", INTEGER),)  # reset(data): data ::= integer(0)
+    METHODS = ((1, "reset", _INTEGER),)  # reset(data): data ::= integer(0)
 
     def __init__(self, logical_name, tag, read, scaler=0, unit=_UNIT_NONE, reset=None):
         super().__init__(logical_name)
@@ -85,7 +91,7 @@ class Register(CosemObject):
         return (self.tag, self._read())
 
     def get_scaler_unit(self, ctx):
-        return (STRUCTURE, [(INTEGER, self.scaler), (ENUM, self.unit)])
+        return (_STRUCTURE, [(_INTEGER, self.scaler), (_ENUM, self.unit)])
 
     def do_reset(self, value, ctx):
         if self._reset is None:

@@ -12,24 +12,25 @@
 # UTC seconds and allocates nothing between boundaries.
 from micropython import const
 
-from dlms.axdr import (
-    DOUBLE_LONG_UNSIGNED,
-    ENUM,
-    INTEGER,
-    LONG64_UNSIGNED,
-    LONG_UNSIGNED,
-    NULL,
-    OCTET_STRING,
-    STRUCTURE,
-    UNSIGNED,
-)
+
 from cosem.base import CosemObject, check_range
 from cosem.clock import encode_datetime, fields_from_seconds
 from cosem.data import UNIT_W
 from cosem.profile import next_boundary, stamp
 
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_DOUBLE_LONG_UNSIGNED = const(6)
+_ENUM = const(22)
+_INTEGER = const(15)
+_LONG64_UNSIGNED = const(21)
+_LONG_UNSIGNED = const(18)
+_NULL = const(0)
+_OCTET_STRING = const(9)
+_STRUCTURE = const(2)
+_UNSIGNED = const(17)
+
 _MAX_DEMAND_PERIOD = const(86400)
-_UNSIGNED_TAGS = (DOUBLE_LONG_UNSIGNED, LONG_UNSIGNED, UNSIGNED, LONG64_UNSIGNED)
+_UNSIGNED_TAGS = (_DOUBLE_LONG_UNSIGNED, _LONG_UNSIGNED, _UNSIGNED, _LONG64_UNSIGNED)
 _NOT_SPECIFIED = encode_datetime((None,) * 10)
 
 
@@ -51,13 +52,13 @@ class DemandRegister(CosemObject):
         (5, "status", None),
         (6, "capture_time", None),
         (7, "start_time_current", None),
-        (8, "period", DOUBLE_LONG_UNSIGNED),
-        (9, "number_of_periods", LONG_UNSIGNED),
+        (8, "period", _DOUBLE_LONG_UNSIGNED),
+        (9, "number_of_periods", _LONG_UNSIGNED),
     )
-    METHODS = ((1, "reset", INTEGER), (2, "next_period", INTEGER))
+    METHODS = ((1, "reset", _INTEGER), (2, "next_period", _INTEGER))
 
     def __init__(self, logical_name, energy, period=900, number_of_periods=1, scaler=0, unit=UNIT_W,
-                 tag=DOUBLE_LONG_UNSIGNED, clock=None, status=None, max_periods=60, on_change=None):
+                 tag=_DOUBLE_LONG_UNSIGNED, clock=None, status=None, max_periods=60, on_change=None):
         super().__init__(logical_name)
         self.energy = energy
         self.scaler = scaler
@@ -154,26 +155,26 @@ class DemandRegister(CosemObject):
         return (self.tag, self._last)
 
     def get_scaler_unit(self, ctx):
-        return (STRUCTURE, [(INTEGER, self.scaler), (ENUM, self.unit)])
+        return (_STRUCTURE, [(_INTEGER, self.scaler), (_ENUM, self.unit)])
 
     def get_status(self, ctx):
-        return self.status() if self.status is not None else (NULL, None)
+        return self.status() if self.status is not None else (_NULL, None)
 
     def get_capture_time(self, ctx):
-        return (OCTET_STRING, self._datetime(self._capture))
+        return (_OCTET_STRING, self._datetime(self._capture))
 
     def get_start_time_current(self, ctx):
-        return (OCTET_STRING, self._datetime(self._start))
+        return (_OCTET_STRING, self._datetime(self._start))
 
     def get_period(self, ctx):
-        return (DOUBLE_LONG_UNSIGNED, self.period)
+        return (_DOUBLE_LONG_UNSIGNED, self.period)
 
     def set_period(self, value, ctx):
         self.period = check_range(value[1], 1, _MAX_DEMAND_PERIOD)
         self._restart("period")
 
     def get_number_of_periods(self, ctx):
-        return (LONG_UNSIGNED, self.number_of_periods)
+        return (_LONG_UNSIGNED, self.number_of_periods)
 
     def set_number_of_periods(self, value, ctx):
         self.number_of_periods = check_range(value[1], 1, self.max_periods)

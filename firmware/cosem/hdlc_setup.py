@@ -3,8 +3,14 @@
 # the board configuration the link is built from (config["hdlc"]), so the
 # object and the link cannot disagree; they are read-only until the link can
 # take new values between connections.
-from dlms.axdr import ENUM, LONG_UNSIGNED, UNSIGNED
+
+from micropython import const
 from cosem.base import CosemObject
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_ENUM = const(22)
+_LONG_UNSIGNED = const(18)
+_UNSIGNED = const(17)
 
 # comm_speed enum (Blue Book 4.7.3): baud rate -> enum value.
 BAUD_ENUM = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8, 115200: 9}
@@ -49,25 +55,25 @@ class HdlcSetup(CosemObject):
         return self.config.get(key, self.config[fallback])
 
     def get_comm_speed(self, ctx):
-        return (ENUM, BAUD_ENUM[self.config["baud"]])
+        return (_ENUM, BAUD_ENUM[self.config["baud"]])
 
     def get_window_size_transmit(self, ctx):
-        return (UNSIGNED, self._c("window_tx", "window"))
+        return (_UNSIGNED, self._c("window_tx", "window"))
 
     def get_window_size_receive(self, ctx):
-        return (UNSIGNED, self._c("window_rx", "window"))
+        return (_UNSIGNED, self._c("window_rx", "window"))
 
     def get_max_info_field_length_transmit(self, ctx):
-        return (LONG_UNSIGNED, self._c("max_info_tx", "max_info"))
+        return (_LONG_UNSIGNED, self._c("max_info_tx", "max_info"))
 
     def get_max_info_field_length_receive(self, ctx):
-        return (LONG_UNSIGNED, self._c("max_info_rx", "max_info"))
+        return (_LONG_UNSIGNED, self._c("max_info_rx", "max_info"))
 
     def get_inter_octet_time_out(self, ctx):
-        return (LONG_UNSIGNED, self.config["inter_octet_ms"])
+        return (_LONG_UNSIGNED, self.config["inter_octet_ms"])
 
     def get_inactivity_time_out(self, ctx):
-        return (LONG_UNSIGNED, self.config["inactivity_s"])
+        return (_LONG_UNSIGNED, self.config["inactivity_s"])
 
     def get_device_address(self, ctx):
-        return (LONG_UNSIGNED, self.config["physical"])
+        return (_LONG_UNSIGNED, self.config["physical"])

@@ -26,33 +26,8 @@ import struct
 from micropython import const
 
 from adapters.store import Log
-from dlms.axdr import (
-    ARRAY,
-    BOOLEAN,
-    DATE,
-    DATE_TIME,
-    DOUBLE_LONG,
-    DOUBLE_LONG_UNSIGNED,
-    ENUM,
-    FLOAT32,
-    FLOAT64,
-    INTEGER,
-    LONG,
-    LONG64,
-    LONG64_UNSIGNED,
-    LONG_UNSIGNED,
-    NULL,
-    OCTET_STRING,
-    STRUCTURE,
-    TIME,
-    UNSIGNED,
-    UTF8_STRING,
-    VISIBLE_STRING,
-    decode_data,
-    decode_length,
-    encode_data,
-    encode_length_into,
-)
+from dlms.axdr import decode_data, decode_length, encode_data, encode_length_into
+
 from dlms.errors import (
     AccessError,
     DecodeError,
@@ -64,6 +39,29 @@ from dlms.errors import (
 from cosem.base import CosemObject, Pieces, check_range, check_struct, check_type
 from cosem.clock import decode_datetime, encode_datetime, fields_from_seconds, seconds_from_fields
 from cosem.data import Data
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_ARRAY = const(1)
+_BOOLEAN = const(3)
+_DATE = const(26)
+_DATE_TIME = const(25)
+_DOUBLE_LONG = const(5)
+_DOUBLE_LONG_UNSIGNED = const(6)
+_ENUM = const(22)
+_FLOAT32 = const(23)
+_FLOAT64 = const(24)
+_INTEGER = const(15)
+_LONG = const(16)
+_LONG64 = const(20)
+_LONG64_UNSIGNED = const(21)
+_LONG_UNSIGNED = const(18)
+_NULL = const(0)
+_OCTET_STRING = const(9)
+_STRUCTURE = const(2)
+_TIME = const(27)
+_UNSIGNED = const(17)
+_UTF8_STRING = const(12)
+_VISIBLE_STRING = const(10)
 
 _SORT_FIFO = const(1)  # the only sort_method kept: entries in capture order
 _MAX_COLUMNS = const(16)
@@ -125,12 +123,12 @@ CHANGE_CODES = {"capture_period": 200, "capture_objects": 201, "profile_entries"
 
 # Encoded size after the tag of fixed-size A-XDR types (to copy a stored value).
 _FIXED_SIZE = {
-    NULL: 0, BOOLEAN: 1, DOUBLE_LONG: 4, DOUBLE_LONG_UNSIGNED: 4, INTEGER: 1, LONG: 2,
-    UNSIGNED: 1, LONG_UNSIGNED: 2, LONG64: 8, LONG64_UNSIGNED: 8, ENUM: 1,
-    FLOAT32: 4, FLOAT64: 8, DATE_TIME: 12, DATE: 5, TIME: 4,
+    _NULL: 0, _BOOLEAN: 1, _DOUBLE_LONG: 4, _DOUBLE_LONG_UNSIGNED: 4, _INTEGER: 1, _LONG: 2,
+    _UNSIGNED: 1, _LONG_UNSIGNED: 2, _LONG64: 8, _LONG64_UNSIGNED: 8, _ENUM: 1,
+    _FLOAT32: 4, _FLOAT64: 8, _DATE_TIME: 12, _DATE: 5, _TIME: 4,
 }
-_INT_TAGS = (DOUBLE_LONG, DOUBLE_LONG_UNSIGNED, INTEGER, LONG, UNSIGNED, LONG_UNSIGNED, LONG64, LONG64_UNSIGNED, ENUM)
-_DEF_TAGS = (LONG_UNSIGNED, OCTET_STRING, INTEGER, LONG_UNSIGNED)  # capture_object_definition
+_INT_TAGS = (_DOUBLE_LONG, _DOUBLE_LONG_UNSIGNED, _INTEGER, _LONG, _UNSIGNED, _LONG_UNSIGNED, _LONG64, _LONG64_UNSIGNED, _ENUM)
+_DEF_TAGS = (_LONG_UNSIGNED, _OCTET_STRING, _INTEGER, _LONG_UNSIGNED)  # capture_object_definition
 _CFG = "<IIB"  # capture_period, profile_entries, column count
 _CFG_COL = "<H6sbHH"  # class_id, logical_name, attribute, data_index, slot width
 _CFG_COL_SIZE = const(13)
@@ -142,7 +140,7 @@ def _value_end(buf, pos):
     size = _FIXED_SIZE.get(tag)
     if size is not None:
         return pos + 1 + size
-    if tag == OCTET_STRING or tag == VISIBLE_STRING or tag == UTF8_STRING:
+    if tag == _OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING:
         n, p = decode_length(buf, pos + 1)
         return p + n
     return decode_data(buf, pos)[1]
@@ -158,8 +156,8 @@ def _sample_width(obj, attr, index):
 
 
 def capture_definition(obj, attr, data_index):
-    return (STRUCTURE, [(LONG_UNSIGNED, obj.class_id), (OCTET_STRING, obj.logical_name),
-                        (INTEGER, attr), (LONG_UNSIGNED, data_index)])
+    return (_STRUCTURE, [(_LONG_UNSIGNED, obj.class_id), (_OCTET_STRING, obj.logical_name),
+                        (_INTEGER, attr), (_LONG_UNSIGNED, data_index)])
 
 
 def stamp(clock, utc):
@@ -199,9 +197,9 @@ def datetime_instant(b, clock=None):
 
 def _element(value, index):
     # data_index selects one element of an array/structure attribute (1-based).
-    if value[0] in (ARRAY, STRUCTURE) and 1 <= index <= len(value[1]):
+    if value[0] in (_ARRAY, _STRUCTURE) and 1 <= index <= len(value[1]):
         return value[1][index - 1]
-    return (NULL, None)
+    return (_NULL, None)
 
 
 class ProfileGeneric(CosemObject):
@@ -221,14 +219,14 @@ class ProfileGeneric(CosemObject):
     ATTRIBUTES = (
         (1, "logical_name", None),
         (2, "buffer", None),
-        (3, "capture_objects", ARRAY),
-        (4, "capture_period", DOUBLE_LONG_UNSIGNED),
-        (5, "sort_method", ENUM),
+        (3, "capture_objects", _ARRAY),
+        (4, "capture_period", _DOUBLE_LONG_UNSIGNED),
+        (5, "sort_method", _ENUM),
         (6, "sort_object", None),
         (7, "entries_in_use", None),
-        (8, "profile_entries", DOUBLE_LONG_UNSIGNED),
+        (8, "profile_entries", _DOUBLE_LONG_UNSIGNED),
     )
-    METHODS = ((1, "reset", INTEGER), (2, "capture", INTEGER))
+    METHODS = ((1, "reset", _INTEGER), (2, "capture", _INTEGER))
 
     def __init__(self, logical_name, columns, store, entries, capture_period=0, clock=None,
                  resolve=None, on_change=None, name=None, max_entries=None):
@@ -335,7 +333,7 @@ class ProfileGeneric(CosemObject):
 
     def _encode(self, obj, attr, index, at):
         if at is not None and obj.class_id == _CLOCK_CLASS and attr == 2 and hasattr(obj, "deviation"):
-            return encode_data((OCTET_STRING, stamp(obj, at)))
+            return encode_data((_OCTET_STRING, stamp(obj, at)))
         try:
             value = obj.get(attr, None)
             return encode_data(_element(value, index) if index else value)
@@ -382,7 +380,7 @@ class ProfileGeneric(CosemObject):
         raise AccessError(OTHER_REASON, "not a capture object of this profile")
 
     def _selected(self, value):
-        defs = check_type(value, ARRAY)
+        defs = check_type(value, _ARRAY)
         if not defs:
             return range(len(self._cols))
         return [self._column_index(d) for d in defs]
@@ -392,7 +390,7 @@ class ProfileGeneric(CosemObject):
         c = self._cols[key_col]
         tag = value[0] if isinstance(value, tuple) and len(value) == 2 else None
         if c[0].class_id == _CLOCK_CLASS and c[1] == 2:
-            if tag != OCTET_STRING and tag != DATE_TIME:
+            if tag != _OCTET_STRING and tag != _DATE_TIME:
                 raise AccessError(TYPE_UNMATCHED, "range boundary is a date-time")
             return datetime_instant(value[1], self.clock)
         if tag not in _INT_TAGS:
@@ -415,14 +413,14 @@ class ProfileGeneric(CosemObject):
         if not selector:
             return 1, n, range(len(self._cols)), None, None, None
         if selector == 1:  # range_descriptor
-            items = check_type(params, STRUCTURE)
+            items = check_type(params, _STRUCTURE)
             if len(items) != 4:
                 raise AccessError(TYPE_UNMATCHED, "range_descriptor has 4 members")
             key = self._column_index(items[0])
             return 1, n, self._selected(items[3]), key, self._bound(items[1], key), self._bound(items[2], key)
         if selector == 2:  # entry_descriptor
-            first, last, lo_col, hi_col = check_struct(params, (DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
-                                                               LONG_UNSIGNED, LONG_UNSIGNED))
+            first, last, lo_col, hi_col = check_struct(params, (_DOUBLE_LONG_UNSIGNED, _DOUBLE_LONG_UNSIGNED,
+                                                               _LONG_UNSIGNED, _LONG_UNSIGNED))
             ncols = len(self._cols)
             first = first or 1
             lo_col = lo_col or 1
@@ -459,7 +457,7 @@ class ProfileGeneric(CosemObject):
     def _encode_row_into(self, out, rec, cols):
         # Stored values are A-XDR already: copy them, decode nothing.
         mv = memoryview(rec)
-        out.append(STRUCTURE)
+        out.append(_STRUCTURE)
         encode_length_into(out, len(cols))
         for k in cols:
             off = self._cols[k][4]
@@ -475,7 +473,7 @@ class ProfileGeneric(CosemObject):
         for _, rec in self._scan(first, last, key, lo, hi):
             self._encode_row_into(out, rec, cols)
             count += 1
-        head = bytearray((ARRAY,))
+        head = bytearray((_ARRAY,))
         encode_length_into(head, count)
         out[start:start] = head
         return count
@@ -493,8 +491,8 @@ class ProfileGeneric(CosemObject):
         first, last, cols, key, lo, hi = self._selection(selector, params)
         entries = []
         for _, rec in self._scan(first, last, key, lo, hi):
-            entries.append((STRUCTURE, [decode_data(rec, self._cols[k][4])[0] for k in cols]))
-        return (ARRAY, entries)
+            entries.append((_STRUCTURE, [decode_data(rec, self._cols[k][4])[0] for k in cols]))
+        return (_ARRAY, entries)
 
     def get_selective(self, attr_id, selector, parameters, ctx):
         """Buffer (attribute 2) with access selector 1 (range_descriptor: restricting
@@ -512,7 +510,7 @@ class ProfileGeneric(CosemObject):
         return self.encoder(0, None)  # a stream: the server sends it block by block
 
     def get_capture_objects(self, ctx):
-        return (ARRAY, [capture_definition(c[0], c[1], c[2]) for c in self._cols])
+        return (_ARRAY, [capture_definition(c[0], c[1], c[2]) for c in self._cols])
 
     def set_capture_objects(self, value, ctx):
         cols = []
@@ -529,26 +527,26 @@ class ProfileGeneric(CosemObject):
         self._reconfigure("capture_objects", self.capture_period, self.profile_entries, cols)
 
     def get_capture_period(self, ctx):
-        return (DOUBLE_LONG_UNSIGNED, self.capture_period)
+        return (_DOUBLE_LONG_UNSIGNED, self.capture_period)
 
     def set_capture_period(self, value, ctx):
         period = check_range(value[1], 0, _MAX_PERIOD)
         self._reconfigure("capture_period", period, self.profile_entries, self._cols)
 
     def get_sort_method(self, ctx):
-        return (ENUM, _SORT_FIFO)
+        return (_ENUM, _SORT_FIFO)
 
     def set_sort_method(self, value, ctx):
         check_range(value[1], _SORT_FIFO, _SORT_FIFO)
 
     def get_sort_object(self, ctx):
-        return (STRUCTURE, [(LONG_UNSIGNED, 0), (OCTET_STRING, bytes(6)), (INTEGER, 0), (LONG_UNSIGNED, 0)])
+        return (_STRUCTURE, [(_LONG_UNSIGNED, 0), (_OCTET_STRING, bytes(6)), (_INTEGER, 0), (_LONG_UNSIGNED, 0)])
 
     def get_entries_in_use(self, ctx):
-        return (DOUBLE_LONG_UNSIGNED, len(self._log))
+        return (_DOUBLE_LONG_UNSIGNED, len(self._log))
 
     def get_profile_entries(self, ctx):
-        return (DOUBLE_LONG_UNSIGNED, self.profile_entries)
+        return (_DOUBLE_LONG_UNSIGNED, self.profile_entries)
 
     def set_profile_entries(self, value, ctx):
         entries = check_range(value[1], 1, self.max_entries)
@@ -587,7 +585,7 @@ class BufferEncoder(Pieces):
         self._left = count
         self._mark = profile._mark()
         self._rows = None  # the ring scan, open only during one readinto
-        head = bytearray((ARRAY,))
+        head = bytearray((_ARRAY,))
         encode_length_into(head, count)
         super().__init__(head)
         self.count = count
@@ -637,7 +635,7 @@ class EventCode(Data):
     """Data (0-0:96.11.x.255) holding the last code its event log recorded;
     read-only to clients."""
 
-    def __init__(self, logical_name, tag=UNSIGNED):
+    def __init__(self, logical_name, tag=_UNSIGNED):
         super().__init__(logical_name, (tag, 0))
 
     def latch(self, code):

@@ -14,10 +14,15 @@ from micropython import const
 
 from cosem.base import CosemObject
 from dlms import keys
-from dlms.axdr import ARRAY, ENUM, OCTET_STRING
+
 from dlms.errors import AccessError, HARDWARE_FAULT, OTHER_REASON, TEMPORARY_FAILURE
 from dlms.security import (EVENT_KEY_CHANGED, EVENT_POLICY_CHANGED, POLICY_RECORD,
                            POLICY_AUTHENTICATED, POLICY_ENCRYPTED)
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_ARRAY = const(1)
+_ENUM = const(22)
+_OCTET_STRING = const(9)
 
 _SUITE_0 = const(0)  # AES-GCM-128
 
@@ -60,8 +65,8 @@ class SecuritySetup(CosemObject):
         (6, "certificates", None),
     )
     METHODS = (
-        (1, "security_activate", ENUM),
-        (2, "global_key_transfer", ARRAY),
+        (1, "security_activate", _ENUM),
+        (2, "global_key_transfer", _ARRAY),
         (3, "key_agreement", None),
         (4, "generate_key_pair", None),
         (5, "generate_certificate_request", None),
@@ -84,19 +89,19 @@ class SecuritySetup(CosemObject):
     # --- attributes ----------------------------------------------------------
 
     def get_security_policy(self, ctx):
-        return (ENUM, policy_to_v1(self.security.policy) if self.security else 0)
+        return (_ENUM, policy_to_v1(self.security.policy) if self.security else 0)
 
     def get_security_suite(self, ctx):
-        return (ENUM, _SUITE_0)
+        return (_ENUM, _SUITE_0)
 
     def get_client_system_title(self, ctx):
-        return (OCTET_STRING, getattr(ctx, "client_system_title", b""))
+        return (_OCTET_STRING, getattr(ctx, "client_system_title", b""))
 
     def get_server_system_title(self, ctx):
-        return (OCTET_STRING, self.security.system_title if self.security else b"")
+        return (_OCTET_STRING, self.security.system_title if self.security else b"")
 
     def get_certificates(self, ctx):
-        return (ARRAY, [])
+        return (_ARRAY, [])
 
     # --- methods ---------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dlms.acse import (
     MECH_LLS,
     MECH_LOWEST,
 )
-from dlms.axdr import DOUBLE_LONG_UNSIGNED, LONG, LONG64_UNSIGNED, LONG_UNSIGNED, OCTET_STRING, VISIBLE_STRING
+
 from metering.energy import E_ACTIVE_EXPORT, E_ACTIVE_IMPORT, E_REACTIVE_EXPORT, E_REACTIVE_IMPORT, E_REACTIVE_Q1
 from cosem.association import AssociationLN
 from cosem.base import obis
@@ -32,6 +32,14 @@ from cosem.hdlc_setup import HdlcSetup
 from cosem.profile import CHANGE_CODES, EventCode, EventLog, ProfileGeneric
 from cosem.sap import SapAssignment
 from cosem.security_setup import SecuritySetup
+
+# A-XDR tags as local constants: tables of them stay in flash (dlms/axdr.py).
+_DOUBLE_LONG_UNSIGNED = const(6)
+_LONG = const(16)
+_LONG64_UNSIGNED = const(21)
+_LONG_UNSIGNED = const(18)
+_OCTET_STRING = const(9)
+_VISIBLE_STRING = const(10)
 
 # Client SAPs (IDIS). READER is this project's LLS test client: IDIS defines
 # none, and LLS must be testable against a real client.
@@ -119,20 +127,20 @@ def access_rights():
 def registers():
     """Built when called, freed after start-up: module-level tables would hold RAM for good."""
     return (
-        ("1-0:1.8.0.255", ("billed_mwh", E_ACTIVE_IMPORT), LONG64_UNSIGNED, -3, 30),
-        ("1-0:2.8.0.255", ("billed_mwh", E_ACTIVE_EXPORT), LONG64_UNSIGNED, -3, 30),
-        ("1-0:3.8.0.255", ("billed_mwh", E_REACTIVE_IMPORT), LONG64_UNSIGNED, -3, 32),
-        ("1-0:4.8.0.255", ("billed_mwh", E_REACTIVE_EXPORT), LONG64_UNSIGNED, -3, 32),
-        ("1-0:5.8.0.255", ("billed_mwh", E_REACTIVE_Q1), LONG64_UNSIGNED, -3, 32),
-        ("1-0:6.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 1), LONG64_UNSIGNED, -3, 32),
-        ("1-0:7.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 2), LONG64_UNSIGNED, -3, 32),
-        ("1-0:8.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 3), LONG64_UNSIGNED, -3, 32),
-        ("1-0:32.7.0.255", "voltage", LONG_UNSIGNED, -2, 35),
-        ("1-0:31.7.0.255", "current", DOUBLE_LONG_UNSIGNED, -3, 33),
-        ("1-0:1.7.0.255", "power_import", DOUBLE_LONG_UNSIGNED, -2, 27),
-        ("1-0:2.7.0.255", "power_export", DOUBLE_LONG_UNSIGNED, -2, 27),
-        ("1-0:13.7.0.255", "power_factor", LONG, -3, 255),
-        ("1-0:14.7.0.255", "frequency", LONG_UNSIGNED, -3, 44),
+        ("1-0:1.8.0.255", ("billed_mwh", E_ACTIVE_IMPORT), _LONG64_UNSIGNED, -3, 30),
+        ("1-0:2.8.0.255", ("billed_mwh", E_ACTIVE_EXPORT), _LONG64_UNSIGNED, -3, 30),
+        ("1-0:3.8.0.255", ("billed_mwh", E_REACTIVE_IMPORT), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:4.8.0.255", ("billed_mwh", E_REACTIVE_EXPORT), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:5.8.0.255", ("billed_mwh", E_REACTIVE_Q1), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:6.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 1), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:7.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 2), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:8.8.0.255", ("billed_mwh", E_REACTIVE_Q1 + 3), _LONG64_UNSIGNED, -3, 32),
+        ("1-0:32.7.0.255", "voltage", _LONG_UNSIGNED, -2, 35),
+        ("1-0:31.7.0.255", "current", _DOUBLE_LONG_UNSIGNED, -3, 33),
+        ("1-0:1.7.0.255", "power_import", _DOUBLE_LONG_UNSIGNED, -2, 27),
+        ("1-0:2.7.0.255", "power_export", _DOUBLE_LONG_UNSIGNED, -2, 27),
+        ("1-0:13.7.0.255", "power_factor", _LONG, -3, 255),
+        ("1-0:14.7.0.255", "frequency", _LONG_UNSIGNED, -3, 44),
     )
 
 # Profiles: OBIS, capture period (s), depth, columns (OBIS, attribute): the clock,
@@ -318,7 +326,7 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
     t = ObjectTable(server_sap, config.get("max_pdu", 1024))
     ldn = _ldn(config)
 
-    t.add(Data(obis("0-0:42.0.0.255"), (OCTET_STRING, ldn)))
+    t.add(Data(obis("0-0:42.0.0.255"), (_OCTET_STRING, ldn)))
     clock = t.add(Clock(obis("0-0:1.0.0.255"), clock_source, config.get("clock")))
     t.add(AssociationLN(obis("0-0:40.0.0.255"), t))
     policies = client_policies()
@@ -333,16 +341,16 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
     for name, getter, tag, scaler, unit in registers():
         t.add(Register(obis(name), tag, _reader(src, getter), scaler, unit))
     ic = _source(src, "invocation_counter") or (security.expected_counter if security else _zero)
-    t.add(Data(obis("0-0:43.1.0.255"), lambda: (DOUBLE_LONG_UNSIGNED, ic())))
+    t.add(Data(obis("0-0:43.1.0.255"), lambda: (_DOUBLE_LONG_UNSIGNED, ic())))
     t.add(SecuritySetup(obis("0-0:43.0.0.255"), security))
     t.security_log = None  # record(code): the server's security event hook writes here
     if store is not None:
         code = t.add(EventCode(obis("0-0:96.11.1.255")))
         t.security_log = t.add(EventLog(obis("0-0:99.98.1.255"), clock, code, store, name="seclog"))
-    t.add(Data(obis("1-0:0.2.0.255"), (VISIBLE_STRING, config.get("firmware_id", b"MPY-DLMS 0.1"))))
-    t.add(Data(obis("1-0:0.2.8.255"), (OCTET_STRING, config.get("firmware_signature", b""))))
+    t.add(Data(obis("1-0:0.2.0.255"), (_VISIBLE_STRING, config.get("firmware_id", b"MPY-DLMS 0.1"))))
+    t.add(Data(obis("1-0:0.2.8.255"), (_OCTET_STRING, config.get("firmware_signature", b""))))
     t.demand = t.add(DemandRegister(obis("1-0:1.4.0.255"), _reader(src, ("energy_mwh", E_ACTIVE_IMPORT)), 900, 1,
-                                    -3, 27, tag=DOUBLE_LONG_UNSIGNED, clock=clock))
+                                    -3, 27, tag=_DOUBLE_LONG_UNSIGNED, clock=clock))
     t.status = t.add(StatusWord(obis("0-0:96.10.1.255")))
     if store is not None:
         _add_logs_and_profiles(t, clock, store)
@@ -371,7 +379,7 @@ def _add_logs_and_profiles(t, clock, store):
         code = t.add(EventCode(obis(code_name)))
         made.append(t.add(EventLog(obis(name), clock, code, store, depth, name=store_name)))
     t.event_log, t.power_log, t.audit_log = made
-    t.audit_count = t.add(Data(obis("0-0:96.15.4.255"), lambda: (DOUBLE_LONG_UNSIGNED, t.audit_log.count())))
+    t.audit_count = t.add(Data(obis("0-0:96.15.4.255"), lambda: (_DOUBLE_LONG_UNSIGNED, t.audit_log.count())))
 
     def audit(obj, what):
         t.audit_log.record(CHANGE_CODES[what])
