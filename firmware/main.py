@@ -7,8 +7,8 @@ import gc
 import sys
 
 from board import BOARD
-from dlms.hdlc import HDLCLink
-from dlms.wrapper import WrapperLink, HEADER_LEN as WRAPPER_HEADER_LEN
+from dlms.hdlc import HDLCLink, link_stats as hdlc_link_stats
+from dlms.wrapper import WrapperLink, HEADER_LEN as WRAPPER_HEADER_LEN, link_stats as wrapper_link_stats
 from dlms.events import link_buffers
 from dlms.server import DlmsServer, response_buffer
 from cosem.table import build_objects, client_policies
@@ -81,6 +81,8 @@ def link_buffer_pairs():
 
 
 def make_hdlc_factory(hdlc, physical, clients):
+    stats = hdlc_link_stats()  # the port's counters, over all its connections
+
     def make(buffers):
         return HDLCLink(
             server_logical=hdlc["logical"],
@@ -92,6 +94,7 @@ def make_hdlc_factory(hdlc, physical, clients):
             inactivity_ms=hdlc["inactivity_s"] * 1000,
             max_apdu=MAX_APDU,
             buffers=buffers,
+            stats=stats,
         )
 
     return make
@@ -212,7 +215,8 @@ def start(config):
     loop = net.Loop(None, link_buffer_pairs())
     clients = [policy[0] for policy in client_policies()]
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
-    loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, MAX_APDU, buffers))
+    wrapper_stats = wrapper_link_stats()
+    loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, MAX_APDU, buffers, wrapper_stats))
     store = Store(config["state"])
     security = load_security(store, BOARD)
     source = make_source(config)

@@ -37,7 +37,7 @@ for m in MODULES:
 import main  # noqa: E402
 from main import (BOARD, MAX_APDU, SimulatedClock, net, client_policies, make_hdlc_factory, WrapperLink,  # noqa: E402
                   Store, load_security, make_source, MeteringTask, build_objects, DlmsServer,
-                  Housekeeping, parse_args, link_buffer_pairs, response_buffer)
+                  Housekeeping, parse_args, link_buffer_pairs, response_buffer, wrapper_link_stats)
 
 config = parse_args(["--state", "/tmp/heap_report_state", "--hdlc-port", "0", "--wrapper-port", "0"])
 clock = SimulatedClock(1)
@@ -48,7 +48,8 @@ loop = net.Loop(None, link_buffer_pairs())
 step("link buffers")
 clients = [p[0] for p in client_policies()]
 loop.listen(config["host"], 0, make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
-loop.listen(config["host"], 0, lambda buffers: WrapperLink(1, MAX_APDU, buffers))
+wrapper_stats = wrapper_link_stats()
+loop.listen(config["host"], 0, lambda buffers: WrapperLink(1, MAX_APDU, buffers, wrapper_stats))
 step("listeners")
 store = Store(config["state"])
 step("store")

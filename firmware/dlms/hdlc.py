@@ -102,6 +102,11 @@ _STATS = (
 )
 
 
+def link_stats():
+    """A fresh counter dict for HDLCLink(stats=), made in one allocation of its size."""
+    return dict.fromkeys(_STATS, 0)
+
+
 def frame_kind(control):
     """Kind of a control byte: I (bit 0 = 0), S (bits 0-1 = 01), U (11, P/F masked)."""
     if not control & 1:
@@ -272,12 +277,14 @@ class HDLCLink:
 
     def __init__(self, server_logical=1, server_physical=16, clients=(16, 1, 102), max_info_tx=128,
                  max_info_rx=128, window=1, inactivity_ms=120000, inter_octet_ms=25, max_apdu=2048,
-                 multidrop=False, buffers=None):
+                 multidrop=False, buffers=None, stats=None):
         if not (1 <= max_info_tx <= _MAX_INFO and 1 <= max_info_rx <= _MAX_INFO and 1 <= window <= 7):
             raise ValueError("HDLC limits")
         if not (0 < server_logical < 0x3FFF and 0 <= server_physical < 0x3FFE):
             raise ValueError("HDLC server address")
-        self.stats = dict.fromkeys(_STATS, 0)  # one allocation of its final size
+        # Counters: the link's own, or the port's (a dict from link_stats(), shared by
+        # the links the transport builds per connection, so they outlive a connection).
+        self.stats = stats if stats is not None else link_stats()
         self._logical = server_logical
         self._physical = server_physical
         self._clients = tuple(clients)

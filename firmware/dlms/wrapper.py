@@ -21,16 +21,23 @@ VERSION = const(1)
 HEADER_LEN = const(8)
 
 
+def link_stats():
+    """A fresh counter dict for WrapperLink(stats=)."""
+    return {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
+
+
 def encode_header(source, destination, length):
     return bytes((0, VERSION, source >> 8, source & 0xFF, destination >> 8, destination & 0xFF,
                   length >> 8, length & 0xFF))
 
 
 class WrapperLink:
-    def __init__(self, wport=1, max_length=2048, buffers=None):
+    def __init__(self, wport=1, max_length=2048, buffers=None, stats=None):
         self.wport = wport
         self.max_length = max_length
-        self.stats = {"apdus": 0, "too_long": 0, "other_wport": 0, "bad_version": 0}
+        # Counters: the link's own, or the port's (shared by the links the transport
+        # builds per connection, so they outlive a connection).
+        self.stats = stats if stats is not None else link_stats()
         # Received bytes, and replies copied in at once (an APDU handed over may be a
         # view of the server's one response buffer, reused for the next reply): rooms
         # of at least HEADER_LEN + max_length octets, lent by the transport.

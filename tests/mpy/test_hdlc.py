@@ -4,7 +4,7 @@
 # answers are compared byte for byte with the captures wherever the same negotiation
 # makes a standard meter send the same frame. Client frames that no capture holds are
 # built with encode_frame, itself checked byte-exact against all 38 captures.
-from dlms.hdlc import (HDLCLink, parse_frame, encode_frame, encode_frame_into, frame_kind,
+from dlms.hdlc import (HDLCLink, link_stats, parse_frame, encode_frame, encode_frame_into, frame_kind,
                        encode_server_address, decode_server_address, encode_client_address,
                        NDM, NRM, FRMR_COND)
 from dlms.events import NEED_DATA, EV_CONNECT, EV_APDU, EV_DISCONNECT, link_buffers
@@ -304,6 +304,18 @@ def test_bad_hcs_or_fcs_dropped_and_link_unchanged():
     out = cl.send(get)  # the good copy still has N(S) = 0: nothing was taken before
     assert cl.take() == [(EV_APDU, 16, b"\xc0\x01\xc1")]
     assert frames(out) == [(i_ctl(0, 1), LLC_RSP + b"\xc4", False, C16, S1)]
+
+
+def test_links_of_one_port_count_in_its_counters():
+    # The transport builds a link per connection: the port's counters outlive each.
+    port = link_stats()
+    bad = bytearray(cframe(i_ctl(0, 0), LLC_REQ + b"\xc0\x01\xc1"))
+    bad[12] ^= 0x40
+    for _ in range(2):
+        link, cl = connect(stats=port)
+        cl.send(bytes(bad))
+        assert link.stats is port
+    assert port["bad_fcs"] == 2 and HDLCLink().stats["bad_fcs"] == 0
 
 
 def test_partial_frame_dropped_after_inter_octet_timeout():
