@@ -193,8 +193,13 @@ def legal_signature():
         return b""  # running from source: no signed build
 
 
-def start(config):
-    """Build the meter: -> (poll loop, housekeeping) for loop.run(housekeeping)."""
+def _no_step(name):
+    pass
+
+
+def start(config, step=_no_step):
+    """Build the meter: -> (poll loop, housekeeping) for loop.run(housekeeping).
+    step(name) is called after each stage (tools/heap_report.py measures the heap)."""
     # Start-up allocates long-lived objects among short-lived ones: collecting every
     # 2 KB lets each new object fill the hole a dead one left (allocation takes the
     # lowest free block), instead of leaving holes under long-lived objects.
@@ -212,21 +217,31 @@ def start(config):
     # planned here; the GC does not move objects, and once the many small objects are
     # built around them a fragmented heap might no longer have 1 KB in one piece).
     tx = response_buffer(BOARD)
+    step("response buffer")
     loop = net.Loop(None, link_buffer_pairs())
+    step("link buffers")
     clients = [policy[0] for policy in client_policies()]
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
     wrapper_stats = wrapper_link_stats()
     loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, MAX_APDU, buffers, wrapper_stats))
+    step("listeners")
     store = Store(config["state"])
+    step("store")
     security = load_security(store, BOARD)
+    step("security")
     source = make_source(config)
+    step("ADC source")
     task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
                         budget_pairs=2000000)
+    step("metering task")
     objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
+    step("object table")
     server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log,
                                       tx=tx)
+    step("server")
     print(describe_keys(security.keys if security else None))
     housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
+    step("housekeeping")
     announce(config, server)
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else
           "%.1f V, %.2f A, %.1f deg, %.1f Hz, speed %dx" % tuple(config[k] for k in SIM_KEYS[:4] + ("speed",))))

@@ -35,34 +35,7 @@ for m in MODULES:
     step(m)
 
 import main  # noqa: E402
-from main import (BOARD, MAX_APDU, SimulatedClock, net, client_policies, make_hdlc_factory, WrapperLink,  # noqa: E402
-                  Store, load_security, make_source, MeteringTask, build_objects, DlmsServer,
-                  Housekeeping, parse_args, link_buffer_pairs, response_buffer, wrapper_link_stats)
 
-config = parse_args(["--state", "/tmp/heap_report_state", "--hdlc-port", "0", "--wrapper-port", "0"])
-clock = SimulatedClock(1)
-elapsed = SimulatedClock(1, start=0)
-tx = response_buffer(BOARD)
-step("response buffer")
-loop = net.Loop(None, link_buffer_pairs())
-step("link buffers")
-clients = [p[0] for p in client_policies()]
-loop.listen(config["host"], 0, make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
-wrapper_stats = wrapper_link_stats()
-loop.listen(config["host"], 0, lambda buffers: WrapperLink(1, MAX_APDU, buffers, wrapper_stats))
-step("listeners")
-store = Store(config["state"])
-step("store")
-security = load_security(store, BOARD)
-step("security")
-source = make_source(config)
-step("ADC source")
-task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000, budget_pairs=2000000)
-step("metering task")
-objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
-step("object table")
-server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log, tx=tx)
-step("server")
-housekeeping = Housekeeping(task, objects, clock, store, 0)
-housekeeping(0)
-step("housekeeping")
+# The meter as main.start builds it, on its own state and free ports, measured after
+# every stage (its start-up lines print in between).
+main.start(main.parse_args(["--state", "/tmp/heap_report_state", "--hdlc-port", "0", "--wrapper-port", "0"]), step)
