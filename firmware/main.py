@@ -31,6 +31,8 @@ def options():
         "--state": ("state", str),
         "--speed": ("speed", int),
         "--physical-address": ("physical", int),
+        # The board's "features" (see core_meter): full, core or auto.
+        "--features": ("features", str),
         # The simulated load (adapters/adc_sim.py): RMS values, current lag in degrees
         # (negative leads), mains frequency, harmonics "v3=0.05,i3=0.3,i5=0.1" (fractions
         # of the fundamental), noise (LSB RMS), DC offset (LSB), or a recorded-sample file.
@@ -48,7 +50,7 @@ def options():
     }, {
         "host": "127.0.0.1", "hdlc_port": 4061, "wrapper_port": 4059, "state": "build/state", "speed": 1,
         "physical": 16, "voltage": 230.0, "current": 5.0, "phase": 0.0, "frequency": 50.0, "harmonics": "",
-        "noise": 1.0, "offset": 0.0, "replay": "", "duration": 0,
+        "noise": 1.0, "offset": 0.0, "replay": "", "duration": 0, "features": "",
     }
 
 
@@ -69,15 +71,37 @@ def parse_args(argv):
     return config
 
 
-# The largest APDU a link carries: the PDU with room for a ciphering header and tag.
-MAX_APDU = BOARD["max_pdu"] + 64
 # Connections served at once, over all ports: each holds a pair of link buffers.
 CONNECTIONS = 2
+# The heap the whole meter needs (make bench: two sessions at once from -X heapsize=72k,
+# which the GC reports as a little over 70 KiB). Below it a board whose features are
+# "auto" (the simulator) runs as a core meter, with a PDU of CORE_MAX_PDU octets.
+FULL_HEAP = 70 * 1024
+CORE_MAX_PDU = 256
+
+
+def core_meter():
+    """BOARD["features"]: "full" (the default), "core", or "auto": core when the heap is
+    below FULL_HEAP. A core meter is the readable meter with its security, security log
+    and metering, without the load and daily profiles and the standard, power-failure
+    and audit logs (cosem/table.py NEEDS_STORE), and with a PDU of CORE_MAX_PDU octets."""
+    features = BOARD.get("features", "full")
+    if features not in ("full", "core", "auto"):
+        raise SystemExit("features: full, core or auto, not " + features)
+    if features == "auto":
+        gc.collect()
+        return gc.mem_free() + gc.mem_alloc() < FULL_HEAP
+    return features == "core"
+
+
+def max_apdu():
+    """The largest APDU a link carries: the PDU with room for a ciphering header and tag."""
+    return BOARD["max_pdu"] + 64
 
 
 def link_buffer_pairs():
     """Sized for either link: HDLC reassembles LLC + APDU, the wrapper adds its header."""
-    return [link_buffers(MAX_APDU + WRAPPER_HEADER_LEN) for _ in range(CONNECTIONS)]
+    return [link_buffers(max_apdu() + WRAPPER_HEADER_LEN) for _ in range(CONNECTIONS)]
 
 
 def make_hdlc_factory(hdlc, physical, clients):
@@ -92,7 +116,7 @@ def make_hdlc_factory(hdlc, physical, clients):
             max_info_rx=hdlc["max_info"],
             window=hdlc["window"],
             inactivity_ms=hdlc["inactivity_s"] * 1000,
-            max_apdu=MAX_APDU,
+            max_apdu=max_apdu(),
             buffers=buffers,
             stats=stats,
         )
@@ -100,7 +124,7 @@ def make_hdlc_factory(hdlc, physical, clients):
     return make
 
 
-def announce(config, server):
+def announce(config, server, core=False):
     print("DLMS/COSEM meter on", BOARD["name"])
     print("  logical device name:", BOARD["ldn"].decode())
     print("  HDLC over TCP:  %s:%d  (server logical 1, physical %d)" % (config["host"], config["hdlc_port"], config["physical"]))
@@ -108,6 +132,9 @@ def announce(config, server):
     print("  state directory:", config["state"])
     for line in server.describe_clients():
         print("  client", line)
+    if core:
+        print("  core meter (heap below %d KiB, or the board's choice): no load or daily profile, no"
+              " standard, power-failure or audit log; PDU %d octets" % (FULL_HEAP // 1024, BOARD["max_pdu"]))
     gc.collect()
     print("  heap: %d bytes free after start-up" % gc.mem_free())
 
@@ -150,15 +177,19 @@ class Housekeeping:
         # The last "alive" second is when the power went; a kill -9 gives no warning.
         last = self.store.get(ALIVE)
         now = self.clock.now()
+        log = self.t.power_log  # None on a core meter
         if last is not None:
-            self.t.power_log.record(EV_POWER_DOWN, int(last))
+            if log:
+                log.record(EV_POWER_DOWN, int(last))
             self.t.status.raise_flag(StatusWord.POWER_DOWN)
-        self.t.power_log.record(EV_POWER_UP, now)
+        if log:
+            log.record(EV_POWER_UP, now)
         self.store.put(ALIVE, b"%d" % now)  # a cut before the first period is logged too
 
     def clock_set(self, old, new):
-        self.t.event_log.record(EV_CLOCK_OLD, old)
-        self.t.event_log.record(EV_CLOCK_NEW, new)
+        if self.t.event_log:  # None on a core meter
+            self.t.event_log.record(EV_CLOCK_OLD, old)
+            self.t.event_log.record(EV_CLOCK_NEW, new)
         self.t.status.raise_flag(StatusWord.CLOCK_ADJUSTED)
         self.next_alive = 0
 
@@ -174,7 +205,7 @@ class Housekeeping:
         else:
             self.task.advance(elapsed)
         utc = self.clock.now()
-        if self.t.profiles[0].tick(utc):
+        if self.t.profiles and self.t.profiles[0].tick(utc):  # none on a core meter
             self.t.status.captured()
         for p in self.t.profiles[1:]:
             p.tick(utc)
@@ -204,6 +235,11 @@ def start(config, step=_no_step):
     # 2 KB lets each new object fill the hole a dead one left (allocation takes the
     # lowest free block), instead of leaving holes under long-lived objects.
     gc.threshold(2048)
+    if config["features"]:
+        BOARD["features"] = config["features"]
+    core = core_meter()
+    if core:
+        BOARD["max_pdu"] = min(BOARD["max_pdu"], CORE_MAX_PDU)
     BOARD["firmware_signature"] = legal_signature()
     BOARD["hdlc"]["physical"] = config["physical"]  # IEC HDLC setup shows what the link uses
     if BOARD.get("sim"):
@@ -223,7 +259,7 @@ def start(config, step=_no_step):
     clients = [policy[0] for policy in client_policies()]
     loop.listen(config["host"], config["hdlc_port"], make_hdlc_factory(dict(BOARD["hdlc"]), config["physical"], clients))
     wrapper_stats = wrapper_link_stats()
-    loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, MAX_APDU, buffers, wrapper_stats))
+    loop.listen(config["host"], config["wrapper_port"], lambda buffers: WrapperLink(1, max_apdu(), buffers, wrapper_stats))
     step("listeners")
     store = Store(config["state"])
     step("store")
@@ -234,7 +270,7 @@ def start(config, step=_no_step):
     task = MeteringTask(source, source.calibration(), store, lambda: elapsed.now_ms() / 1000,
                         budget_pairs=2000000)
     step("metering task")
-    objects = build_objects(BOARD, clock, sources=task, store=store, security=security)
+    objects = build_objects(BOARD, clock, sources=task, store=store, security=security, core=core)
     step("object table")
     server = loop.server = DlmsServer(objects, BOARD, clock=clock, security=security, events=objects.security_log,
                                       tx=tx)
@@ -242,7 +278,7 @@ def start(config, step=_no_step):
     print(describe_keys(security.keys if security else None))
     housekeeping = Housekeeping(task, objects, clock, store, config["duration"])
     step("housekeeping")
-    announce(config, server)
+    announce(config, server, core)
     print("  simulated load: %s" % ("replay " + config["replay"] if config["replay"] else
           "%.1f V, %.2f A, %.1f deg, %.1f Hz, speed %dx" % tuple(config[k] for k in SIM_KEYS[:4] + ("speed",))))
     gc.threshold(-1)  # serving: collect when the heap is full

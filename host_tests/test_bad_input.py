@@ -54,7 +54,8 @@ def wrapper_link(meter, associate=True):
     try:
         if associate:
             link.send(wrap(aarq()))
-            assert bytes.fromhex("a203020100") in unwrap(link.recv())
+            link.aare = unwrap(link.recv())
+            assert bytes.fromhex("a203020100") in link.aare
         yield link
     finally:
         link.close()
@@ -170,13 +171,17 @@ def test_unknown_apdu_and_truncated_get_get_exception_responses(meter):
 
 
 def test_request_larger_than_the_negotiated_pdu(meter):
-    """A GET-with-list longer than the meter's max receive PDU (1024) gets an
-    exception-response (service-not-allowed, pdu-too-long); one beyond what the wrapper
-    takes in at all (1024 + 64 for a ciphering header) is skipped unanswered. The
-    connection serves on after both."""
+    """A GET-with-list longer than the meter's max receive PDU (its AARE says: 1024, or
+    256 on a core meter) gets an exception-response (service-not-allowed, pdu-too-long);
+    one beyond what the wrapper takes in at all (the PDU + 64 for a ciphering header) is
+    skipped unanswered. The connection serves on after both."""
     item = bytes.fromhex("000300000100ff0200")  # clock time: 9 octets per descriptor
     with wrapper_link(meter) as link:
-        link.send(wrap(b"\xc0\x03\xc1\x75" + item * 0x75))  # 4 + 117 * 9 = 1057 octets
+        initiate = link.aare.index(b"\x5f\x1f\x04")  # conformance, then the max PDU
+        max_pdu = int.from_bytes(link.aare[initiate + 7:initiate + 9], "big")
+        assert max_pdu in (256, 1024)
+        n = (max_pdu - 4) // 9 + 1  # descriptors: the first count that passes the PDU
+        link.send(wrap(b"\xc0\x03\xc1" + bytes((n,)) + item * n))  # 4 + 9n octets
         assert unwrap(link.recv()) == b"\xd8\x01\x04"  # service-not-allowed, pdu-too-long
         link.send(wrap(b"\xc0\x03\xc1\x81\xc8" + item * 200))  # 1805 octets
         assert link.recv_quiet(0.8) == b""

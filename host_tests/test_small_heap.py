@@ -8,7 +8,7 @@ import pytest
 from gurux_dlms.enums import AccessMode
 
 from meter import Meter, MeterError
-from clients import LLS, LLS_PASSWORD, GuruxClient
+from clients import LLS, LLS_PASSWORD, GuruxClient, obis_dotted
 from secure_clients import SecureGuruxClient
 
 PROFILE = 7  # Profile generic: capture_objects (3) before buffer (2), as a client does
@@ -59,3 +59,23 @@ def test_a_heap_too_small_to_start_is_refused_plainly(tmp_path):
     with pytest.raises(MeterError, match="too small for this firmware to start"):
         m.start()
     assert not m.running()
+
+
+@pytest.mark.parametrize("heap, core", (("64k", True), ("76k", False)))
+def test_a_heap_below_the_whole_meter_starts_a_core_meter_that_says_so(tmp_path, heap, core):
+    # The simulator's board says "auto": below 70 KiB it leaves out the profiles and the
+    # logs but the security log, and takes a 256-octet PDU; it tells both ways.
+    m = Meter(tmp_path / "state", heap=heap)
+    m.start()
+    try:
+        assert ("core meter" in m.stdout()) == core
+        with GuruxClient.tcp(m.hdlc_port) as c:
+            listed = {obj.logicalName for obj in c.get_object_list()}
+        with SecureGuruxClient.tcp(m.wrapper_port, "wrapper") as c:
+            listed |= {obj.logicalName for obj in c.get_object_list()}
+        for name in ("1-0:1.8.0.255", "0-0:1.0.0.255", "0-0:99.98.1.255", "0-0:43.0.0.255"):
+            assert obis_dotted(name) in listed, name
+        for name in ("1-0:99.1.0.255", "1-0:99.2.0.255", "0-0:99.98.0.255", "0-0:99.97.0.255", "0-0:99.98.4.255"):
+            assert (obis_dotted(name) in listed) != core, name
+    finally:
+        m.stop()

@@ -69,10 +69,10 @@ def cpu_per_cycle(meter, count):
     return cpu_rounds(meter, cycle, count)
 
 
-def serves_with_heap(state, heap):
-    """True when a meter with this heap serves an association and a full object-list
-    read, over both ports at once, twice."""
-    m = Meter(state, heap=heap)
+def serves_with_heap(state, heap, features):
+    """True when a meter with this heap (and --features) serves an association and a
+    full object-list read, over both ports at once, twice."""
+    m = Meter(state, heap=heap, extra_args=("--features", features))
     try:
         m.start()
         for _ in range(2):
@@ -87,15 +87,15 @@ def serves_with_heap(state, heap):
         m.kill()
 
 
-def smallest_heap_kb(lo=16, hi=256, step=2):
+def smallest_heap_kb(features, lo=16, hi=256, step=2):
     """Smallest -X heapsize (KiB, `step` granularity) that serves the session above:
     the peak heap the meter needs, measured as the meter itself experiences it."""
     with tempfile.TemporaryDirectory() as tmp:
-        if not serves_with_heap(pathlib.Path(tmp) / "hi", "%dk" % hi):
+        if not serves_with_heap(pathlib.Path(tmp) / "hi", "%dk" % hi, features):
             return None
         while hi - lo > step:
             mid = (lo + hi) // 2 // step * step
-            if serves_with_heap(pathlib.Path(tmp) / ("s%d" % mid), "%dk" % mid):
+            if serves_with_heap(pathlib.Path(tmp) / ("s%d" % mid), "%dk" % mid, features):
                 hi = mid
             else:
                 lo = mid
@@ -143,9 +143,11 @@ def main():
             finally:
                 m.stop()
     if want("heap"):
-        kb = smallest_heap_kb()
-        report("smallest heap serving 2 sessions", kb if kb else "none", "KiB",
-               "association + full object list on HDLC and wrapper at once (-X heapsize)")
+        for features, what in (("full", "whole meter"), ("core", "core meter")):
+            kb = smallest_heap_kb(features)
+            report("smallest heap, " + what, kb if kb else "none", "KiB",
+                   "--features %s; association + full object list on HDLC and wrapper at once, twice"
+                   " (-X heapsize); target 64 KiB" % features)
     if want("frozen"):
         size, count = frozen_size()
         report("frozen firmware bytecode", size, "bytes", "%d modules, mpy-cross -march=x86" % count)

@@ -1,7 +1,7 @@
 """Where the meter's heap goes: run inside the unix MicroPython build (frozen firmware),
 from the repository root:
 
-    build/micropython -X heapsize=1m tools/heap_report.py
+    build/micropython -X heapsize=1m tools/heap_report.py [--features core]
 
 Prints the live heap (gc.mem_alloc after gc.collect) each firmware module costs when
 imported in main.py's order, then what each start-up step of main.start keeps. A
@@ -38,4 +38,5 @@ import main  # noqa: E402
 
 # The meter as main.start builds it, on its own state and free ports, measured after
 # every stage (its start-up lines print in between).
-main.start(main.parse_args(["--state", "/tmp/heap_report_state", "--hdlc-port", "0", "--wrapper-port", "0"]), step)
+main.start(main.parse_args(["--state", "/tmp/heap_report_state", "--hdlc-port", "0", "--wrapper-port", "0"]
+                           + sys.argv[1:]), step)

@@ -12,6 +12,9 @@ BOARD = {
     "serial": 1,
     "hdlc": {"physical": 16, "logical": 1, "max_info": 128, "window": 1, "inactivity_s": 120},
     "max_pdu": 1024,
+    # "auto": the whole meter when the heap holds it (-X heapsize of 72k and up), else a
+    # core meter (main.core_meter). A board for the field says "full" or "core".
+    "features": "auto",
     "sim": True,
     # Test credentials: published example values, never for a device in the field.
     "lls_password": b"12345678",

@@ -48,23 +48,25 @@ class Connection:
 class Loop:
     def __init__(self, server, buffers):
         """buffers: the link buffer pairs (dlms.events.link_buffers), one per connection
-        served at once: planned at start-up, while the heap is one free run, so a
-        connection never needs a large block the fragmented heap might no longer have."""
+        served at once over all ports: planned at start-up, while the heap is one free
+        run, so a connection never needs a large block the fragmented heap might no
+        longer have."""
         self.server = server
         self.buffers = list(buffers)  # the free ones
         self.poll = select.poll()
-        self.listeners = {}  # listening socket -> link factory
+        self.listeners = {}  # listening socket -> (link factory, its idle links)
         self.connections = {}  # client socket -> Connection
 
     def listen(self, host, port, make_link):
-        """Serve a port: make_link(buffers) builds a connection's link around a free
-        buffer pair (a link is small objects only). A connection that finds no free
-        pair is closed at once (the client sees the refusal as a closed connection)."""
+        """Serve a port: make_link(buffers) builds a link around a free buffer pair when
+        a connection finds no idle link of the port (links are kept for the next
+        connection: built once, they need no RAM again). A connection that finds no
+        free pair is closed at once (the client sees the refusal as a closed connection)."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(socket.getaddrinfo(host, port)[0][-1])
         sock.listen(2)
-        self.listeners[sock] = make_link
+        self.listeners[sock] = (make_link, [])
         self.poll.register(sock, select.POLLIN)
 
     def _accept(self, sock):
@@ -78,13 +80,20 @@ class Loop:
         if not self.buffers:
             client.close()
             return
+        make_link, idle = self.listeners[sock]
         pair = self.buffers.pop()
         try:
-            conn = Connection(client, self.listeners[sock](pair), self.server)
+            if idle:
+                link = idle.pop()
+                link.attach(pair)
+            else:
+                link = make_link(pair)
+            conn = Connection(client, link, self.server)
         except MemoryError:
             self.buffers.append(pair)
             client.close()
             raise
+        conn.idle = idle
         client.setblocking(False)  # readinto returns what has arrived, never waits
         self.connections[client] = conn  # conn.server: the loop's, set once built
         self.poll.register(client, select.POLLIN)
@@ -93,7 +102,9 @@ class Loop:
         self.poll.unregister(sock)
         conn = self.connections.pop(sock)
         conn.close()
+        conn.link.reset()
         self.buffers.append(conn.link.buffers)
+        conn.idle.append(conn.link)
 
     def _read(self, sock):
         conn = self.connections[sock]

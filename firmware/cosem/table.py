@@ -312,14 +312,15 @@ def _ldn(config):
     return ldn
 
 
-def build_objects(config, clock_source, sources=None, store=None, security=None):
+def build_objects(config, clock_source, sources=None, store=None, security=None, core=False):
     """The meter's ObjectTable. config: the board dict (ldn or flag_id+serial,
     hdlc, max_pdu, lls_password, optional clock settings and firmware_id).
     sources: optional callables from the metering and security layers:
     energy_import, energy_export (Wh, int), invocation_counter (int).
     store: adapters.store.Store for the logs (none: no security event log).
     security: the dlms.security.SecurityContext (or None: no keys) behind the
-    security setup object and the invocation counter."""
+    security setup object and the invocation counter. core: a core meter, without
+    the profiles and the logs other than the security event log (main.core_meter)."""
     src = sources if sources is not None else {}
     hdlc = config.get("hdlc", {})
     server_sap = hdlc.get("logical", 1)
@@ -352,7 +353,8 @@ def build_objects(config, clock_source, sources=None, store=None, security=None)
     t.demand = t.add(DemandRegister(obis("1-0:1.4.0.255"), _reader(src, ("energy_mwh", E_ACTIVE_IMPORT)), 900, 1,
                                     -3, 27, tag=_DOUBLE_LONG_UNSIGNED, clock=clock))
     t.status = t.add(StatusWord(obis("0-0:96.10.1.255")))
-    if store is not None:
+    t.profiles, t.event_log, t.power_log, t.audit_log = [], None, None, None
+    if store is not None and not core:
         _add_logs_and_profiles(t, clock, store)
 
     _apply_access(t)

@@ -302,8 +302,7 @@ class HDLCLink:
         self._olen = 0
         # Reassembly of segmented APDUs (LLC included) and the outgoing APDU when it is
         # not bytes: rooms of at least max_apdu + 3 octets, lent by the transport.
-        self.buffers = buffers or link_buffers(max_apdu + 3)
-        self._ra, self._txbuf = self.buffers
+        self.attach(buffers or link_buffers(max_apdu + 3))
         self._ra_len = 0  # -1: too long, discarding up to the final segment
         self._fhdr = memoryview(bytearray(5))  # reply addresses of the frame being handled
         self._fhl = 0
@@ -630,6 +629,13 @@ class HDLCLink:
         self._poll = False
         self._rnr = False
 
+    def attach(self, buffers):
+        """Work in this pair of link buffers (the transport lends one to each
+        connection; a link reused for another connection is reset first)."""
+        self.buffers = buffers
+        self._ra, self._txbuf = buffers
+        self._ra[:] = b""  # the last user may have been another kind of link
+
     def reset(self):
         """A fresh, disconnected link for the transport's next connection (links are
         reused so that no connection needs new RAM); statistics are kept."""
@@ -637,12 +643,17 @@ class HDLCLink:
         self.client = None
         self._reset_link()
         self._rxlen = 0
+        self._skip = 0
+        self._rx_seen = False
+        self._activity = False
         self._olen = 0
         self._events.clear()
         self._evflags.clear()
         self._evhead = 0
         self._mute = False
+        self._bcast = False
         self._echo = None
+        self._echo_pos = 0
 
     def _drop_link(self):
         if self.state != NDM:

@@ -41,8 +41,13 @@ class WrapperLink:
         # Received bytes, and replies copied in at once (an APDU handed over may be a
         # view of the server's one response buffer, reused for the next reply): rooms
         # of at least HEADER_LEN + max_length octets, lent by the transport.
-        self.buffers = buffers or link_buffers(HEADER_LEN + max_length)
-        self._rx, self._out = self.buffers
+        self.attach(buffers or link_buffers(HEADER_LEN + max_length))
+
+    def attach(self, buffers):
+        """Work in this pair of link buffers (the transport lends one to each
+        connection), as a fresh link."""
+        self.buffers = buffers
+        self._rx, self._out = buffers
         self.reset()
 
     def reset(self):

@@ -689,6 +689,16 @@ def test_information_field_too_long_frmr():
             assert frames(out)[0][0] == 0x73, (n, mode)
 
 
+def test_a_link_reused_for_the_next_connection_starts_clean():
+    # The transport keeps a link for the port's next connection: a frame cut off
+    # half-way (its rest was to be skipped) must not eat the next client's first bytes.
+    link, cl = connect(reply=lambda a: b"\xc4")
+    frame = cframe(i_ctl(0, 0), LLC_REQ + bytes(597))
+    cl.send(frame[:200])  # an oversized frame, cut: the link waits to skip its rest
+    link.reset()
+    connect(link)  # the next connection's SNRM is answered at once
+
+
 # ---- addresses ----
 
 def test_frames_for_other_addresses_ignored_silently():
