@@ -22,7 +22,7 @@ from meter import Meter, MeterError  # noqa: E402
 # The black-box tests run against the heap the developer chose (MPY_HEAP, else the
 # unix port's default) and against two microcontroller-sized heaps:
 # - SMALL_HEAP, the whole meter (DLMS, security, metering with its simulated ADC,
-#   profiles and logs): `make bench` measures it serving two sessions from 72 KiB;
+#   profiles and logs): `make bench` measures it serving two sessions from 70-71 KiB;
 # - CORE_HEAP, 64 KiB, the heap of the readable-meter issue: below 70 KiB the simulator
 #   starts as a core meter (no load/daily profile, no standard, power-failure or audit
 #   log; 256-octet PDU: firmware/main.py core_meter), which every test of this fixture

@@ -87,7 +87,7 @@ def serves_with_heap(state, heap, features):
         m.kill()
 
 
-def smallest_heap_kb(features, lo=16, hi=256, step=2):
+def smallest_heap_kb(features, lo=16, hi=256, step=1):
     """Smallest -X heapsize (KiB, `step` granularity) that serves the session above:
     the peak heap the meter needs, measured as the meter itself experiences it."""
     with tempfile.TemporaryDirectory() as tmp:
