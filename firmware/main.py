@@ -179,15 +179,15 @@ class Housekeeping:
         now = self.clock.now()
         log = self.t.power_log  # None on a core meter
         if last is not None:
-            if log:
+            if log is not None:
                 log.record(EV_POWER_DOWN, int(last))
             self.t.status.raise_flag(StatusWord.POWER_DOWN)
-        if log:
+        if log is not None:
             log.record(EV_POWER_UP, now)
         self.store.put(ALIVE, b"%d" % now)  # a cut before the first period is logged too
 
     def clock_set(self, old, new):
-        if self.t.event_log:  # None on a core meter
+        if self.t.event_log is not None:  # None on a core meter
             self.t.event_log.record(EV_CLOCK_OLD, old)
             self.t.event_log.record(EV_CLOCK_NEW, new)
         self.t.status.raise_flag(StatusWord.CLOCK_ADJUSTED)
