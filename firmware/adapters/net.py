@@ -131,7 +131,7 @@ class Loop:
                     elif events & _READABLE and sock in self.connections:  # not dropped meanwhile
                         self._read(sock)
                 except MemoryError:
-                    self._out_of_memory(sock)  # a listener's: the connection was refused
+                    self._out_of_memory(sock)  # on a listener the new connection is already closed
             now = time.ticks_ms()
             if time.ticks_diff(now, last) >= period_ms:
                 last = now
