@@ -64,15 +64,25 @@ class WrapperLink:
     def receive_data(self, data):
         """Bytes in. An APDU event's payload is a view of the link's own buffer, valid
         until the next receive_data: the server takes each at once, so even a 1 KB
-        request costs no allocation its size."""
-        if self.closed:
-            return
-        rx = self._rx
-        if self._events:  # not taken yet: they get their own copies before rx moves
-            self._events = [(k, c, None if p is None else bytes(p)) for k, c, p in self._events]
-        if self._pos:
-            rx[:self._pos] = b""
-        rx.extend(data)
+        request costs no allocation its size. data is taken in pieces that fit the
+        room (a read may be larger than a core meter's room), so it never grows."""
+        data = memoryview(data)
+        while data and not self.closed:
+            rx = self._rx
+            if self._events:  # not taken yet: they get their own copies before rx moves
+                self._events = [(k, c, None if p is None else bytes(p)) for k, c, p in self._events]
+            if self._pos:
+                rx[:self._pos] = b""
+            n = min(len(data), HEADER_LEN + self.max_length - len(rx))
+            if n <= 0:  # cannot happen: a whole message always fits the room
+                self._close()
+                return
+            rx.extend(data[:n])
+            data = data[n:]
+            self._pos = self._parse(rx)  # what is parsed goes at the next piece or call
+
+    def _parse(self, rx):
+        """Events for the whole messages in rx; -> how many octets were parsed."""
         pos = 0
         while True:
             if self._skip:
@@ -80,13 +90,13 @@ class WrapperLink:
                 self._skip -= k
                 pos += k
                 if self._skip:
-                    break
+                    return pos
             if len(rx) - pos < HEADER_LEN:
-                break
+                return pos
             if rx[pos] != 0 or rx[pos + 1] != VERSION:
                 self.stats["bad_version"] += 1
                 self._close()
-                return
+                return pos
             source = (rx[pos + 2] << 8) | rx[pos + 3]
             destination = (rx[pos + 4] << 8) | rx[pos + 5]
             length = (rx[pos + 6] << 8) | rx[pos + 7]
@@ -96,13 +106,12 @@ class WrapperLink:
                 pos += HEADER_LEN
                 continue
             if len(rx) - pos < HEADER_LEN + length:
-                break
+                return pos
             self.stats["apdus"] += 1
             self._clients.add(source)
             start = pos + HEADER_LEN
             pos = start + length
             self._events.append((EV_APDU, source, memoryview(rx)[start:pos]))
-        self._pos = pos  # what is parsed goes at the next call
 
     def _close(self):
         self.closed = True  # _rx stays as it is: events may still view it (reset() empties it)

@@ -60,6 +60,15 @@ def test_too_long_and_other_wport_skipped_stream_goes_on():
     assert drain(link) == [(EV_APDU, 16, GET)] and not link.closed
 
 
+def test_a_read_larger_than_the_room_is_taken_in_pieces():
+    # The room holds one message (8 + 16 octets here, 8 + 320 on a core meter, whose
+    # reads are 512): a larger read is parsed piece by piece, the room never grows.
+    link = WrapperLink(1, 16)
+    link.receive_data(wrap(b"\x01" * 16) + wrap(bytes(40)) + wrap(GET, 32) + wrap(b"\x02\x03"))
+    assert len(link.buffers[0]) <= 8 + 16
+    assert drain(link) == [(EV_APDU, 16, b"\x01" * 16), (EV_APDU, 32, GET), (EV_APDU, 16, b"\x02\x03")]
+
+
 def test_other_version_closes_the_link():
     link = WrapperLink(1, 64)
     link.receive_data(wrap(GET))
