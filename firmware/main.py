@@ -80,12 +80,12 @@ FULL_HEAP = 70 * 1024
 CORE_MAX_PDU = 256
 
 
-def core_meter():
-    """BOARD["features"]: "full" (the default), "core", or "auto": core when the heap is
-    below FULL_HEAP. A core meter is the readable meter with its security, security log
-    and metering, without the load and daily profiles and the standard, power-failure
-    and audit logs (cosem/table.py NEEDS_STORE), and with a PDU of CORE_MAX_PDU octets."""
-    features = BOARD.get("features", "full")
+def core_meter(features):
+    """features (--features, else the board's): "full" (the default), "core", or "auto":
+    core when the heap is below FULL_HEAP. A core meter is the readable meter with its
+    security, security log and metering, without the load and daily profiles and the
+    standard, power-failure and audit logs (cosem/table.py NEEDS_STORE), and with a PDU
+    of CORE_MAX_PDU octets."""
     if features not in ("full", "core", "auto"):
         raise SystemExit("features: full, core or auto, not " + features)
     if features == "auto":
@@ -235,9 +235,7 @@ def start(config, step=_no_step):
     # 2 KB lets each new object fill the hole a dead one left (allocation takes the
     # lowest free block), instead of leaving holes under long-lived objects.
     gc.threshold(2048)
-    if config["features"]:
-        BOARD["features"] = config["features"]
-    core = core_meter()
+    core = core_meter(config["features"] or BOARD.get("features", "full"))
     if core:
         BOARD["max_pdu"] = min(BOARD["max_pdu"], CORE_MAX_PDU)
     BOARD["firmware_signature"] = legal_signature()

@@ -27,12 +27,16 @@ RUN_METER = ROOT / "tools" / "run_meter.sh"
 READY_MARK = "  HDLC over TCP:"
 
 
+_LIBC = []  # loaded once, when first asked for
+
+
 def cpu_clock(pid):
     """The CPU-time clock of process pid (clock_getcpuclockid(3)), or None."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if not _LIBC:
+            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
         clock = ctypes.c_int()
-        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) == 0:
+        if _LIBC[0].clock_getcpuclockid(pid, ctypes.byref(clock)) == 0:
             return clock.value
     except (OSError, AttributeError):
         pass

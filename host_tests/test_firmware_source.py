@@ -12,14 +12,16 @@ def _consts(path):
     return [(m.group(1), m.group(2), int(m.group(3), 0)) for m in CONST.finditer(path.read_text())]
 
 
+def _axdr_tags():
+    return {name: value for private, name, value in _consts(FIRMWARE / "dlms" / "axdr.py") if not private}
+
+
 def test_private_copies_of_the_axdr_tags_equal_the_originals():
-    tags = {name: value for private, name, value in _consts(FIRMWARE / "dlms" / "axdr.py") if not private}
+    tags = _axdr_tags()
     copies = 0
-    for path in sorted(FIRMWARE.glob("*/*.py")):
-        if path.name == "axdr.py":
-            continue
+    for path in sorted((FIRMWARE / "cosem").glob("*.py")):
         for private, name, value in _consts(path):
-            if private and name in tags and path.parent.name == "cosem":
+            if private and name in tags:
                 assert value == tags[name], "%s: _%s = %d, dlms/axdr.py says %d" % (path.name, name, value, tags[name])
                 copies += 1
     assert copies >= 20  # the COSEM tables do use them
@@ -27,7 +29,7 @@ def test_private_copies_of_the_axdr_tags_equal_the_originals():
 
 def test_cosem_modules_take_no_axdr_tag_by_import():
     # An imported tag in an ATTRIBUTES table would build the table in RAM again.
-    tags = {name for private, name, _ in _consts(FIRMWARE / "dlms" / "axdr.py") if not private}
+    tags = set(_axdr_tags())
     for path in sorted((FIRMWARE / "cosem").glob("*.py")):
         m = re.search(r"^from dlms\.axdr import \(?([^)]*?)\)?$", path.read_text(), re.M | re.S)
         imported = set(re.findall(r"\w+", m.group(1))) if m else set()

@@ -18,6 +18,7 @@ HLS-5 association, tools/bench_security.py), metering, accuracy.
 """
 import argparse
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,7 @@ def cpu_rounds(meter, fn, count, rounds=10):
         for _ in range(per):
             fn()
         us.append((meter.cpu_seconds() - before) / per * 1e6)
-    us.sort()
-    return us[rounds // 2] if rounds % 2 else (us[rounds // 2 - 1] + us[rounds // 2]) / 2, us[0], us[-1]
+    return statistics.median(us), min(us), max(us)
 
 
 def cpu_per_get(meter, count):

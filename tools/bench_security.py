@@ -30,6 +30,7 @@ import tempfile
 import time
 from contextlib import redirect_stdout
 from io import StringIO
+from statistics import median
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host_tests"))
@@ -149,11 +150,6 @@ class Batches:
         return max(0.0, self.cpu - self.idle * self.wall) / self.count * 1e6
 
 
-def _median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
-
-
 def get_costs(meter, gets, idle, rounds=10):
     """(plain us, ciphered us, ratio, GETs of each kind) of meter CPU per GET: batches
     alternate, each figure the median over the rounds, the ratio the median of each
@@ -189,7 +185,7 @@ def get_costs(meter, gets, idle, rounds=10):
     for raw, c in ((plain_link, public), (secure_link, mgmt)):
         raw.disconnect()
         c.close()
-    return _median(p_us), _median(c_us), _median([c / p for p, c in zip(p_us, c_us)]), plain.count
+    return median(p_us), median(c_us), median([c / p for p, c in zip(p_us, c_us)]), plain.count
 
 
 def association_cost(meter, count, idle):

@@ -27,7 +27,6 @@ _BIT_STRING = const(4)
 _ENUM = const(22)
 _INTEGER = const(15)
 _LONG_UNSIGNED = const(18)
-_NULL = const(0)
 _OCTET_STRING = const(9)
 _STRUCTURE = const(2)
 _UNSIGNED = const(17)
@@ -50,27 +49,36 @@ _MECHANISM_ARC = b"\x60\x85\x74\x05\x08\x02"
 _MAX_SECRET = const(64)
 
 
+# Access items with the id and mode octets (3 and 5) to fill in: attribute_access_item
+# structure {integer id, enum mode, null selectors}, method_access_item structure
+# {integer id, enum mode}.
+_ATTR_ITEM = b"\x02\x03\x0f\x00\x16\x00\x00"
+_METHOD_ITEM = b"\x02\x02\x0f\x00\x16\x00"
+
+
 def _entry(t, client, obj):
     """object_list_element (class, version, logical name, access rights) in A-XDR,
     written into one buffer of its final size: the value tree encode_data would take
-    costs a small object per field, ~1 KB per object, too much for a 64 KB heap.
-    Each attribute_access_item is structure {integer id, enum mode, null selectors},
-    each method_access_item structure {integer id, enum mode}."""
+    costs a small object per field, ~1 KB per object, too much for a 64 KB heap."""
     attrs, methods = obj.ATTRIBUTES, obj.METHODS
     out = bytearray(21 + 7 * len(attrs) + 6 * len(methods))
     out[0:9] = bytes((_STRUCTURE, 4, _LONG_UNSIGNED, obj.class_id >> 8, obj.class_id & 0xFF,
-                       _UNSIGNED, obj.version, _OCTET_STRING, 6))
+                      _UNSIGNED, obj.version, _OCTET_STRING, 6))
     out[9:15] = obj.logical_name
     out[15:19] = bytes((_STRUCTURE, 2, _ARRAY, len(attrs)))
     k = 19
     for a in attrs:
-        out[k:k + 7] = bytes((_STRUCTURE, 3, _INTEGER, a[0], _ENUM, t.attribute_access(client, obj, a[0]), _NULL))
+        out[k:k + 7] = _ATTR_ITEM
+        out[k + 3] = a[0]
+        out[k + 5] = t.attribute_access(client, obj, a[0])
         k += 7
     out[k] = _ARRAY
     out[k + 1] = len(methods)
     k += 2
     for m in methods:
-        out[k:k + 6] = bytes((_STRUCTURE, 2, _INTEGER, m[0], _ENUM, t.method_access(client, obj, m[0])))
+        out[k:k + 6] = _METHOD_ITEM
+        out[k + 3] = m[0]
+        out[k + 5] = t.method_access(client, obj, m[0])
         k += 6
     return out
 

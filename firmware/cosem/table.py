@@ -251,7 +251,8 @@ class ObjectTable:
 
     def lookup(self, class_id, logical_name):
         """The object with this class and logical name, or None."""
-        obj = self.find(logical_name)
+        by_name = self._by_name  # None only while the table is being built
+        obj = by_name.get(bytes(logical_name)) if by_name is not None else self.find(logical_name)
         return obj if obj is not None and obj.class_id == class_id else None
 
     def find(self, logical_name):
@@ -386,7 +387,6 @@ def _add_logs_and_profiles(t, clock, store):
     def audit(obj, what):
         t.audit_log.record(CHANGE_CODES[what])
 
-    t.profiles = []
     for name, period, depth, columns in profiles():
         cols = [(t.find(obis(o)), a, 0) for o, a in columns]
         t.profiles.append(t.add(ProfileGeneric(obis(name), cols, store, depth, period, clock=clock,

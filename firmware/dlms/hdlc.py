@@ -303,7 +303,7 @@ class HDLCLink:
         # Reassembly of segmented APDUs (LLC included) and the outgoing APDU when it is
         # not bytes: rooms of at least max_apdu + 3 octets, lent by the transport.
         self.attach(buffers or link_buffers(max_apdu + 3))
-        self._ra_len = 0  # -1: too long, discarding up to the final segment
+        self._ra_over = False  # too long: discarding up to the final segment
         self._fhdr = memoryview(bytearray(5))  # reply addresses of the frame being handled
         self._fhl = 0
         self._chdr = memoryview(bytearray(5))  # reply addresses of the connected client
@@ -624,17 +624,16 @@ class HDLCLink:
         self._tx_total = 0
         self._tx_off = 0
         self._txq.clear()
-        self._ra_len = 0
+        self._ra_over = False
         self._ra[:] = b""
         self._poll = False
         self._rnr = False
 
     def attach(self, buffers):
         """Work in this pair of link buffers (the transport lends one to each
-        connection; a link reused for another connection is reset first)."""
+        connection; a pair comes back emptied by its last link's reset())."""
         self.buffers = buffers
         self._ra, self._txbuf = buffers
-        self._ra[:] = b""  # the last user may have been another kind of link
 
     def reset(self):
         """A fresh, disconnected link for the transport's next connection (links are
@@ -731,15 +730,12 @@ class HDLCLink:
         self._tx_off = 0
 
     def _append(self, mv, i0, i1):
-        n = self._ra_len
-        if n < 0:
+        if self._ra_over:
             return
-        k = i1 - i0
-        if n + k > self._max_apdu + 3:
-            self._ra_len = -1  # bounded: never buffer more than max_apdu
+        if len(self._ra) + i1 - i0 > self._max_apdu + 3:
+            self._ra_over = True  # bounded: never buffer more than max_apdu
             return
         self._ra.extend(mv[i0:i1])  # a room: no allocation up to its capacity
-        self._ra_len = n + k
 
     def _deliver(self, client, mv, a, b, noreply):
         # Every APDU from the client starts with the LLC header E6 E6 00.
@@ -848,15 +844,14 @@ class HDLCLink:
             if c & _PF:
                 self._send(_RR | _PF | self._vr << 5)
             return
-        if self._ra_len:
+        if self._ra or self._ra_over:  # the final segment of a segmented APDU
             self._append(mv, i0, i1)
-            n = self._ra_len
-            self._ra_len = 0
-            if n < 0:
+            if self._ra_over:
                 self.stats["apdu_too_long"] += 1
             else:
-                self._deliver(client, memoryview(self._ra), 0, n, False)
+                self._deliver(client, memoryview(self._ra), 0, len(self._ra), False)
             self._ra[:] = b""
+            self._ra_over = False
         else:
             self._deliver(client, mv, i0, i1, False)
         if c & _PF:

@@ -307,7 +307,7 @@ def test_bad_hcs_or_fcs_dropped_and_link_unchanged():
 
 
 def test_links_of_one_port_count_in_its_counters():
-    # The transport builds a link per connection: the port's counters outlive each.
+    # A port's links (the transport builds more than one) count in the port's counters.
     port = link_stats()
     bad = bytearray(cframe(i_ctl(0, 0), LLC_REQ + b"\xc0\x01\xc1"))
     bad[12] ^= 0x40
