@@ -9,6 +9,7 @@
 # Both persist through adapters.store.Store (double-buffered records with CRC).
 # Neither reads a clock or touches I/O beyond the store it is given.
 import struct
+import micropython
 from micropython import const
 from dlms.errors import ProtocolError
 
@@ -83,6 +84,7 @@ class OwnCounter:
         """The value the next call of next() will return."""
         return self._next
 
+    @micropython.native
     def next(self):
         """A value strictly above every value returned before under this key."""
         v = self._next
@@ -144,6 +146,7 @@ class PeerCounter:
             self.value = min(struct.unpack("<I", raw)[0] + self.LAZY_SPAN, MAX_COUNTER)
         self._persisted = self.value
 
+    @micropython.native
     def check_and_update(self, ic, durable=True):
         """Accept ic or raise ReplayError / CounterUnavailable (see the class)."""
         if self.lost:
