@@ -1,5 +1,6 @@
 # _dlmsgcm for Makefile-based ports (unix, qemu): AES-GCM over the mbedTLS the port
-# already links (unix: the system libmbedcrypto via Debian's patch, MICROPY_SSL_MBEDTLS=1).
+# already links (unix: MICROPY_SSL_MBEDTLS=1, the mbedTLS 3.6 tools/build_micropython.sh
+# builds).
 # Same source list as micropython.cmake.
 DLMSGCM_MOD_DIR := $(USERMOD_DIR)
 
