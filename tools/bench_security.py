@@ -2,7 +2,7 @@
 """What security suite 0 costs the meter: meter CPU per ciphered GET against per plain
 GET, and per complete HLS-5 association. Run with the venv's Python:
 
-    build/venv/bin/python tools/bench_security.py [--gets 3000] [--associations 100]
+    build/venv/bin/python tools/bench_security.py [--gets 6000] [--associations 100]
 
 Prints lines "name: value unit note". Every figure is the meter process's own CPU
 time (its CPU-time clock, host_tests/meter.Meter.cpu_seconds) over a batch,
@@ -150,7 +150,7 @@ class Batches:
         return max(0.0, self.cpu - self.idle * self.wall) / self.count * 1e6
 
 
-def get_costs(meter, gets, idle, rounds=10):
+def get_costs(meter, gets, idle, rounds=30):
     """(plain us, ciphered us, ratio, GETs of each kind) of meter CPU per GET: batches
     alternate, each figure the median over the rounds, the ratio the median of each
     round's ratio (the machine is shared: a round slowed by a neighbour is outvoted)."""
@@ -228,7 +228,7 @@ def start_meter(state, gcm):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--gets", type=int, default=3000, help="GETs of each kind per meter")
+    ap.add_argument("--gets", type=int, default=6000, help="GETs of each kind per meter")
     ap.add_argument("--associations", type=int, default=100)
     args = ap.parse_args()
     for gcm in ("c", "python"):

@@ -15,6 +15,8 @@
 # Access rights are not checked here: the object table lists them per client and
 # the server checks them before calling the object.
 
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import isinstance, len, memoryview, type
 from micropython import const
 from dlms.errors import (
     AccessError,

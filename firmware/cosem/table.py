@@ -3,6 +3,8 @@
 # The server checks these rights before it calls an object; the association
 # objects show them to clients as object_list. Both come from the data below,
 # so what a client is told and what it is allowed cannot differ.
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import bytes, isinstance, len
 from micropython import const
 
 from dlms.acse import (

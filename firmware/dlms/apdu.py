@@ -15,6 +15,8 @@
 # Encoders return bytes. A get-data-result (GET and ACTION responses) is given
 # as an A-XDR value tuple (data), an int (data-access-result) or bytes-like
 # (Data already A-XDR encoded, sent as is).
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import bytes, isinstance, len
 from micropython import const
 
 from dlms.axdr import decode_data, decode_length, decode_uint, encode_data_into, \

@@ -13,6 +13,8 @@
 # Decoders raise DecodeError for anything malformed or truncated and return the
 # position after the value, so callers decide what trailing bytes mean.
 import struct
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import bytes, isinstance, len
 from micropython import const
 
 from dlms.errors import DecodeError

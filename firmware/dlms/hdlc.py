@@ -40,6 +40,8 @@
 #   to what we just sent is dropped as echo (only when the address bytes make it
 #   ambiguous: client SAP == our logical address, one-byte form).
 import struct
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import bytearray, bytes, len, memoryview, min, type
 from micropython import const
 
 from dlms.crc import crc16_range, GOOD_RESIDUE

@@ -155,6 +155,8 @@ def _check_sc(sc):
 def protect(sc, key, ak, system_title, ic, plaintext):
     """SC || IC || out (see the file header). key: 16 bytes or an AESGCM."""
     _check_sc(sc)
+    if not _sizes_ok(system_title, ak):
+        raise ValueError("system title is 8 octets, authentication key 16")
     n = len(plaintext)
     buf = bytearray(5 + n + TAG_LEN)
     buf[5:5 + n] = plaintext
@@ -169,46 +171,34 @@ _IV = bytearray(12)
 _AAD = bytearray(17)
 
 
-@micropython.native
-def _iv(system_title, buf, pos):
-    """system title || the 4 IC octets at buf[pos:pos + 4]."""
-    if len(system_title) != 8:  # not a system title: GCM refuses the IV as before
-        return bytes(system_title) + bytes(buf[pos:pos + 4])
-    iv = _IV
-    iv[0:8] = system_title
-    iv[8] = buf[pos]
-    iv[9] = buf[pos + 1]
-    iv[10] = buf[pos + 2]
-    iv[11] = buf[pos + 3]
-    return iv
+def _sizes_ok(system_title, ak):
+    # What the scratch buffers hold. A CipherSession's titles and keys always fit
+    # (checked when they are set); the public protect/unprotect check callers' ones.
+    return len(system_title) == _SYSTEM_TITLE_LEN and len(ak) == 16
 
 
-@micropython.native
-def _aad(sc, ak):
-    if len(ak) != 16:
-        return bytes((sc,)) + ak
-    _AAD[0] = sc
-    _AAD[1:17] = ak
-    return _AAD
-
-
-# protect_into, unseal, their helpers and the CipherSession methods that call them run
-# for every ciphered APDU: they are compiled to machine code (native emitter), which
+# protect_into, unseal and the CipherSession methods that call them run for every
+# ciphered APDU: they are compiled to machine code (native emitter), which
 # halves what the Python around the two GCM calls costs, and they avoid temporaries.
 @micropython.native
 def protect_into(sc, g, ak, system_title, ic, buf, start, end):
-    """protect() in place, under the AESGCM g and an SC already checked: the
+    """protect() in place, under the AESGCM g, with an SC and sizes already checked: the
     plaintext buf[start:end] becomes out, SC || IC goes in the 5 bytes before start
     and T in the TAG_LEN after end; -> (start, end) of SC || IC || out. No
     allocation the size of the APDU."""
     start -= 5
     struct.pack_into(">BI", buf, start, sc, ic)
-    iv = _iv(system_title, buf, start + 1)
+    iv = _IV
+    iv[0:8] = system_title
+    iv[8:12] = buf[start + 1:start + 5]
     mode = sc & _SC_PROTECTION
     mv = memoryview(buf)
     if mode == _SC_AUTHENTICATED_ENCRYPTED:
+        aad = _AAD
+        aad[0] = sc
+        aad[1:17] = ak
         text = mv[start + 5:end]
-        return start, end + g.encrypt_into(iv, text, _aad(sc, ak), mv[start + 5:end + TAG_LEN]) - len(text)
+        return start, end + g.encrypt_into(iv, text, aad, mv[start + 5:end + TAG_LEN]) - len(text)
     if mode == _SC_AUTHENTICATED:
         return start, end + g.encrypt_into(iv, b"", bytes((sc,)) + ak + bytes(mv[start + 5:end]),
                                            mv[end:end + TAG_LEN])
@@ -221,18 +211,25 @@ def unprotect(key, ak, system_title, content):
     """content = SC || IC || out -> (sc, ic, plaintext). Raises SecurityError
     (DECIPHERING_ERROR) on a bad SC, a short content or a bad tag. Does not look at
     counters: callers check ic against the key's counter."""
+    if not _sizes_ok(system_title, ak):
+        raise _deciphering("system title is 8 octets, authentication key 16")
     return unseal(_cipher(key), ak, system_title, content, 0, len(content))
 
 
 @micropython.native
 def unseal(g, ak, system_title, buf, start, end):
-    """unprotect() of the content buf[start:end] under the AESGCM g."""
+    """unprotect() of the content buf[start:end] under the AESGCM g (sizes checked)."""
     if end - start < 5:
         raise _deciphering("security header truncated")
     sc = buf[start]
     if sc & (_SC_SUITE_MASK | _SC_COMPRESSED) or not sc & _SC_PROTECTION:
         _check_sc(sc)  # raises, saying why
-    iv = _iv(system_title, buf, start + 1)
+    iv = _IV
+    iv[0:8] = system_title
+    iv[8] = buf[start + 1]
+    iv[9] = buf[start + 2]
+    iv[10] = buf[start + 3]
+    iv[11] = buf[start + 4]
     ic = struct.unpack_from(">I", iv, 8)[0]
     mode = sc & _SC_PROTECTION
     if mode != _SC_ENCRYPTED and end - start < 5 + TAG_LEN:
@@ -240,7 +237,10 @@ def unseal(g, ak, system_title, buf, start, end):
     body = memoryview(buf)[start + 5:end]
     try:
         if mode == _SC_AUTHENTICATED_ENCRYPTED:
-            return sc, ic, g.decrypt(iv, body, _aad(sc, ak))
+            aad = _AAD
+            aad[0] = sc
+            aad[1:17] = ak
+            return sc, ic, g.decrypt(iv, body, aad)
         if mode == _SC_AUTHENTICATED:
             plaintext = bytes(body[:-TAG_LEN])
             g.decrypt(iv, body[-TAG_LEN:], bytes((sc,)) + ak + plaintext)
@@ -517,7 +517,8 @@ class CipherSession:
             kind = KEY_GLOBAL if tag == GENERAL_GLO_CIPHERING else KEY_DEDICATED
             start, pos = _length_prefixed(apdu, 1, "system-title")
             # An empty system-title means "the one of the association".
-            if pos != start and apdu[start:pos] != self.client_system_title:
+            st = self.client_system_title
+            if pos != start and (pos - start != _SYSTEM_TITLE_LEN or not apdu.startswith(st, start)):
                 raise _deciphering("general ciphering from another system title")
         elif ctx.policy == POLICY_NONE:
             return apdu, None

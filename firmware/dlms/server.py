@@ -18,6 +18,8 @@ Lock-out: from the 3rd consecutive failed HLS attempt on (AARQ that does not
 decipher, replayed AARQ, wrong f(StoC)), new HLS associations are refused for
 2, 4, 8 ... seconds of the meter's clock (at most an hour) after the last failure;
 a completed HLS resets it. Not persisted: a restart forgets it."""
+# Builtins used per request, as module names (why: dlms/security.py).
+from builtins import bytes, isinstance, len, memoryview, min, type
 from micropython import const
 
 from dlms import acse, apdu, security
