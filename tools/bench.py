@@ -151,8 +151,8 @@ def main():
     if want("frozen"):
         size, count = frozen_size()
         report("frozen firmware bytecode", size, "bytes", "%d modules, mpy-cross -march=x86" % count)
-    # The layer benchmarks, each printing its own figures. GCM runs on both builds:
-    # the 32-bit meter build has no AES-NI path in mbedTLS 2.28, the 64-bit one has.
+    # The layer benchmarks, each printing its own figures. GCM runs on both builds (the
+    # meter's 32-bit one and its 64-bit twin), each over its own mbedTLS 3.6.
     layers = (
         ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython"]),
         ("gcm", ["tools/bench_gcm.py", "--micropython", "build/micropython64"]),
