@@ -155,53 +155,46 @@ def _check_sc(sc):
 def protect(sc, key, ak, system_title, ic, plaintext):
     """SC || IC || out (see the file header). key: 16 bytes or an AESGCM."""
     _check_sc(sc)
-    if not _sizes_ok(system_title, ak):
-        raise ValueError("system title is 8 octets, authentication key 16")
     n = len(plaintext)
     buf = bytearray(5 + n + TAG_LEN)
     buf[5:5 + n] = plaintext
-    start, end = protect_into(sc, _cipher(key), ak, system_title, ic, buf, 5, 5 + n)
+    start, end = protect_into(sc, _cipher(key), aad_buffer(ak), iv_buffer(system_title), ic, buf, 5, 5 + n)
     return bytes(memoryview(buf)[start:end])
 
 
-# Scratch for the IV (system title || IC) and the AAD of the common modes (SC || AK):
-# written in place for each APDU, as the meter handles one at a time, so a ciphered
-# request costs no allocation for them.
-_IV = bytearray(12)
-_AAD = bytearray(17)
+# The IV (system title || IC) of each sender and the AAD of the common modes (SC || AK)
+# are kept in buffers filled in but for the IC and the SC, which each APDU writes: a
+# ciphered APDU then costs no allocation and no copy for them.
+def iv_buffer(system_title):
+    if len(system_title) != _SYSTEM_TITLE_LEN:
+        raise ValueError("system title is 8 octets")
+    return bytearray(system_title) + bytes(4)
 
 
-def _sizes_ok(system_title, ak):
-    # What the scratch buffers hold. A CipherSession's titles and keys always fit
-    # (checked when they are set); the public protect/unprotect check callers' ones.
-    return len(system_title) == _SYSTEM_TITLE_LEN and len(ak) == 16
+def aad_buffer(ak):
+    return bytearray(1) + ak
 
 
 # protect_into, unseal and the CipherSession methods that call them run for every
-# ciphered APDU: they are compiled to machine code (native emitter), which
-# halves what the Python around the two GCM calls costs, and they avoid temporaries.
+# ciphered APDU: they are compiled to machine code (native emitter), which halves
+# what the Python around the two GCM calls costs, and they avoid calls and temporaries.
 @micropython.native
-def protect_into(sc, g, ak, system_title, ic, buf, start, end):
-    """protect() in place, under the AESGCM g, with an SC and sizes already checked: the
-    plaintext buf[start:end] becomes out, SC || IC goes in the 5 bytes before start
-    and T in the TAG_LEN after end; -> (start, end) of SC || IC || out. No
-    allocation the size of the APDU."""
+def protect_into(sc, g, aad, iv, ic, buf, start, end):
+    """protect() in place, under the AESGCM g, with an SC already checked, the AAD
+    and the sender's IV buffers: the plaintext buf[start:end] becomes out, SC || IC
+    goes in the 5 bytes before start and T in the TAG_LEN after end; -> (start, end)
+    of SC || IC || out. No allocation the size of the APDU."""
     start -= 5
     struct.pack_into(">BI", buf, start, sc, ic)
-    iv = _IV
-    iv[0:8] = system_title
     iv[8:12] = buf[start + 1:start + 5]
+    aad[0] = sc
     mode = sc & _SC_PROTECTION
     mv = memoryview(buf)
     if mode == _SC_AUTHENTICATED_ENCRYPTED:
-        aad = _AAD
-        aad[0] = sc
-        aad[1:17] = ak
         text = mv[start + 5:end]
         return start, end + g.encrypt_into(iv, text, aad, mv[start + 5:end + TAG_LEN]) - len(text)
     if mode == _SC_AUTHENTICATED:
-        return start, end + g.encrypt_into(iv, b"", bytes((sc,)) + ak + bytes(mv[start + 5:end]),
-                                           mv[end:end + TAG_LEN])
+        return start, end + g.encrypt_into(iv, b"", bytes(aad) + mv[start + 5:end], mv[end:end + TAG_LEN])
     text = mv[start + 5:end]
     g.encrypt_into(iv, text, b"", text, 0)
     return start, end
@@ -211,39 +204,33 @@ def unprotect(key, ak, system_title, content):
     """content = SC || IC || out -> (sc, ic, plaintext). Raises SecurityError
     (DECIPHERING_ERROR) on a bad SC, a short content or a bad tag. Does not look at
     counters: callers check ic against the key's counter."""
-    if not _sizes_ok(system_title, ak):
-        raise _deciphering("system title is 8 octets, authentication key 16")
-    return unseal(_cipher(key), ak, system_title, content, 0, len(content))
+    if len(system_title) != _SYSTEM_TITLE_LEN:
+        raise _deciphering("system title is 8 octets")
+    return unseal(_cipher(key), aad_buffer(ak), iv_buffer(system_title), content, 0, len(content))
 
 
 @micropython.native
-def unseal(g, ak, system_title, buf, start, end):
-    """unprotect() of the content buf[start:end] under the AESGCM g (sizes checked)."""
+def unseal(g, aad, iv, buf, start, end):
+    """unprotect() of the content buf[start:end] under the AESGCM g, with the AAD
+    buffer and the sender's IV buffer."""
     if end - start < 5:
         raise _deciphering("security header truncated")
     sc = buf[start]
     if sc & (_SC_SUITE_MASK | _SC_COMPRESSED) or not sc & _SC_PROTECTION:
         _check_sc(sc)  # raises, saying why
-    iv = _IV
-    iv[0:8] = system_title
-    iv[8] = buf[start + 1]
-    iv[9] = buf[start + 2]
-    iv[10] = buf[start + 3]
-    iv[11] = buf[start + 4]
+    iv[8:12] = buf[start + 1:start + 5]
     ic = struct.unpack_from(">I", iv, 8)[0]
+    aad[0] = sc
     mode = sc & _SC_PROTECTION
     if mode != _SC_ENCRYPTED and end - start < 5 + TAG_LEN:
         raise _deciphering("authentication tag truncated")
     body = memoryview(buf)[start + 5:end]
     try:
         if mode == _SC_AUTHENTICATED_ENCRYPTED:
-            aad = _AAD
-            aad[0] = sc
-            aad[1:17] = ak
             return sc, ic, g.decrypt(iv, body, aad)
         if mode == _SC_AUTHENTICATED:
             plaintext = bytes(body[:-TAG_LEN])
-            g.decrypt(iv, body[-TAG_LEN:], bytes((sc,)) + ak + plaintext)
+            g.decrypt(iv, body[-TAG_LEN:], bytes(aad) + plaintext)
             return sc, ic, plaintext
     except ValueError:
         raise _deciphering("authentication tag mismatch")
@@ -282,6 +269,7 @@ class SecurityContext:
         if len(system_title) != _SYSTEM_TITLE_LEN:
             raise ValueError("system title is 8 octets")
         self.system_title = bytes(system_title)
+        self.iv = iv_buffer(self.system_title)  # the meter's IVs
         self.own_counter = own_counter
         self.peer_counters = peer_counters
         self.policy = policy
@@ -316,6 +304,7 @@ class SecurityContext:
         caller resets the counters of every replaced key."""
         self.keys = keys
         self.ak = bytes(keys["ak"])
+        self.aad = aad_buffer(self.ak)
         # Built now, not at the first association: a GCM context is a 400-byte block
         # the fragmented run-time heap of a microcontroller may no longer have.
         self._ciphers = {kind: AESGCM(keys[kind]) for kind in (KEY_GLOBAL, KEY_BROADCAST) if keys.get(kind)}
@@ -458,6 +447,7 @@ class CipherSession:
     def __init__(self, ctx, client_system_title, dedicated_key=None):
         self.ctx = ctx
         self.client_system_title = _system_title(client_system_title, ctx)
+        self._iv = iv_buffer(self.client_system_title)  # the client's IVs
         self.dedicated_key = None
         self._ded = None
         self._ded_last = -1        # dedicated key: fresh per association, own counter
@@ -508,11 +498,7 @@ class CipherSession:
         ctx = self.ctx
         self._carrier_ek = False
         tag = apdu[0] if apdu else -1
-        entry = REQUESTS.get(tag)
-        if entry is not None:
-            plain_tag, kind = entry[0], entry[1]
-            form, pos = _FORM_SERVICE, 1
-        elif tag == GENERAL_GLO_CIPHERING or tag == GENERAL_DED_CIPHERING:
+        if tag == GENERAL_GLO_CIPHERING or tag == GENERAL_DED_CIPHERING:
             plain_tag, form = None, _FORM_GENERAL
             kind = KEY_GLOBAL if tag == GENERAL_GLO_CIPHERING else KEY_DEDICATED
             start, pos = _length_prefixed(apdu, 1, "system-title")
@@ -520,10 +506,15 @@ class CipherSession:
             st = self.client_system_title
             if pos != start and (pos - start != _SYSTEM_TITLE_LEN or not apdu.startswith(st, start)):
                 raise _deciphering("general ciphering from another system title")
-        elif ctx.policy == POLICY_NONE:
-            return apdu, None
         else:
-            raise _deciphering("unprotected APDU 0x%02x under a ciphered association" % (tag & 0xFF))
+            entry = REQUESTS.get(tag)
+            if entry is not None:
+                plain_tag, kind = entry[0], entry[1]
+                form, pos = _FORM_SERVICE, 1
+            elif ctx.policy == POLICY_NONE:
+                return apdu, None
+            else:
+                raise _deciphering("unprotected APDU 0x%02x under a ciphered association" % (tag & 0xFF))
         start, end = _length_prefixed(apdu, pos, "ciphered content")
         if end != len(apdu):
             raise _deciphering("junk after ciphered content")
@@ -542,7 +533,7 @@ class CipherSession:
             g = self._ded
         else:
             g = ctx.cipher(kind)
-        sc, ic, plain = unseal(g, ctx.ak, self.client_system_title, apdu, start, end)
+        sc, ic, plain = unseal(g, ctx.aad, self._iv, apdu, start, end)
         self.last_kind = kind  # which key it came under (the broadcast client needs BK)
         if kind == KEY_DEDICATED:
             if ic <= self._ded_last:
@@ -588,7 +579,7 @@ class CipherSession:
             tag = tags[1] if kind == KEY_DEDICATED else tags[0]
             st = None
         g = self._ded if kind == KEY_DEDICATED else ctx.cipher(KEY_GLOBAL)
-        start, end = protect_into(sc, g, ctx.ak, ctx.system_title, ctx.own_counter.next(), buf, start, end)
+        start, end = protect_into(sc, g, ctx.aad, ctx.iv, ctx.own_counter.next(), buf, start, end)
         return memoryview(buf)[_head_before(buf, start, tag, st, end - start):end]
 
     @staticmethod
