@@ -501,7 +501,13 @@ class CipherSession:
         if tag == GENERAL_GLO_CIPHERING or tag == GENERAL_DED_CIPHERING:
             plain_tag, form = None, _FORM_GENERAL
             kind = KEY_GLOBAL if tag == GENERAL_GLO_CIPHERING else KEY_DEDICATED
-            start, pos = _length_prefixed(apdu, 1, "system-title")
+            # Lengths in the short form, as nearly always, are read in place;
+            # _length_prefixed reads (or refuses) the others.
+            n = apdu[1] if len(apdu) > 2 else 0x80
+            if n < 0x80 and n + 2 < len(apdu):
+                start, pos = 2, 2 + n
+            else:
+                start, pos = _length_prefixed(apdu, 1, "system-title")
             # An empty system-title means "the one of the association".
             st = self.client_system_title
             if pos != start and (pos - start != _SYSTEM_TITLE_LEN or not apdu.startswith(st, start)):
@@ -515,9 +521,13 @@ class CipherSession:
                 return apdu, None
             else:
                 raise _deciphering("unprotected APDU 0x%02x under a ciphered association" % (tag & 0xFF))
-        start, end = _length_prefixed(apdu, pos, "ciphered content")
+        n = apdu[pos] if pos < len(apdu) else 0x80
+        if n < 0x80:
+            start, end = pos + 1, pos + 1 + n
+        else:
+            start, end = _length_prefixed(apdu, pos, "ciphered content")
         if end != len(apdu):
-            raise _deciphering("junk after ciphered content")
+            raise _deciphering("ciphered content truncated" if end > len(apdu) else "junk after ciphered content")
         if end - start < 5:
             raise _deciphering("security header truncated")
         sc = apdu[start]
