@@ -53,15 +53,19 @@ debian_source() {  # package[=version], destination directory
 # run time from cpuid). Static libraries, one set per word size; only the crypto library
 # is used, the other two satisfy the unix port's link line.
 MBEDTLS_SRC=$BUILD/mbedtls-src
-build_mbedtls() {  # output directory, C compiler
-    [ -f "$1/library/libmbedtls.a" ] && return 0
+build_mbedtls() {  # output directory, C compiler, C flags
+    [ "$(cat "$1/.flags" 2>/dev/null)" = "$2 $3" ] && return 0
     rm -rf "$1" && cp -r "$MBEDTLS_SRC" "$1"
-    make -s -C "$1/library" -j"$JOBS" CC="$2" CFLAGS="-O2" libmbedcrypto.a libmbedx509.a libmbedtls.a >/dev/null
+    make -s -C "$1/library" -j"$JOBS" CC="$2" CFLAGS="$3" libmbedcrypto.a libmbedx509.a libmbedtls.a >/dev/null
+    echo "$2 $3" > "$1/.flags"
 }
 
 # The unix port is built 32-bit (MICROPY_FORCE_32BIT), like the ESP32 and RP2040 boards:
 # objects then take the RAM they take on a board, and "runs in a 64 KB heap" on the
-# simulator means what it says. Its libraries come from Debian's i386 architecture.
+# simulator means what it says. Its libraries come from Debian's i386 architecture. It
+# is linked at a fixed address (-no-pie), as board firmware is: position-independent
+# code on i386 fetches its own address in every function that touches a global, which
+# cost the interpreter an eighth of a GET.
 dpkg --print-foreign-architectures | grep -qx i386 || { dpkg --add-architecture i386 && apt-get update -qq; }
 need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libffi-dev:i386 libffi-dev
 [ -n "${MPY_DIR:-}" ] || debian_source "micropython=$MPY_VERSION" "$SRC"
@@ -70,27 +74,29 @@ case $(cat "$MBEDTLS_SRC/include/mbedtls/build_info.h" | sed -n 's/^#define MBED
     3.6.*) ;;
     *) echo "build: expected mbedTLS 3.6 in Debian trixie, found another version" >&2; exit 1 ;;
 esac
-build_mbedtls "$BUILD/mbedtls32" "gcc -m32"
-build_mbedtls "$BUILD/mbedtls64" gcc
+NO_PIE32="-fno-pie"
+build_mbedtls "$BUILD/mbedtls32" "gcc -m32" "-O2 $NO_PIE32"
+build_mbedtls "$BUILD/mbedtls64" gcc "-O2"
 make -s -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 python3 "$ROOT/tools/legal_signature.py" --module "$BUILD/legal/legal.py" >/dev/null
 # The meter runs on the 32-bit build; a 64-bit twin (build/micropython64) proves the
 # firmware on the other word size.
-build_port() {  # build dir, mbedTLS dir, output name, extra make arguments
-    dir=$1 tls=$2 out=$3; shift 3
-    # A build made against another mbedTLS (an older checkout used the system one) is
-    # rebuilt from scratch: make does not see a changed include path.
-    stamp=$BUILD/$dir/.mbedtls
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$tls" ]; then rm -rf "$BUILD/$dir"; fi
+build_port() {  # build dir, mbedTLS dir, output name, C flags, link flags, make arguments
+    dir=$1 tls=$2 out=$3 cflags="-I$MBEDTLS_SRC/include $4" ldflags="-L$2/library $5"; shift 5
+    # A build made with other flags (an older checkout used the system mbedTLS) is
+    # rebuilt from scratch: make does not see changed flags.
+    stamp=$BUILD/$dir/.flags
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$cflags $ldflags" ]; then rm -rf "$BUILD/$dir"; fi
     make -s -C "$SRC/ports/unix" -j"$JOBS" \
         VARIANT_DIR="$ROOT/boards/UNIX" BUILD="$BUILD/$dir" "$@" \
         FROZEN_MANIFEST="$ROOT/boards/UNIX/manifest.py" USER_C_MODULES="$ROOT/firmware/cmodules" \
         MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_BTREE=0 STRIP=true \
-        CFLAGS_EXTRA="-I$MBEDTLS_SRC/include" LDFLAGS_EXTRA="-L$tls/library"
-    echo "$tls" > "$stamp"
+        CFLAGS_EXTRA="$cflags" LDFLAGS_EXTRA="$ldflags"
+    echo "$cflags $ldflags" > "$stamp"
     cp "$BUILD/$dir/micropython" "$BUILD/$out.new" && mv -f "$BUILD/$out.new" "$BUILD/$out"
 }
-build_port unix32 "$BUILD/mbedtls32" micropython MICROPY_FORCE_32BIT=1 PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig
-build_port unix64 "$BUILD/mbedtls64" micropython64
+build_port unix32 "$BUILD/mbedtls32" micropython "$NO_PIE32" -no-pie \
+    MICROPY_FORCE_32BIT=1 PKG_CONFIG_PATH=/usr/lib/i386-linux-gnu/pkgconfig
+build_port unix64 "$BUILD/mbedtls64" micropython64 "" ""
 cp "$SRC/mpy-cross/build/mpy-cross" "$BUILD/mpy-cross"
 echo "build: $BUILD/micropython ready"
