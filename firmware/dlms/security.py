@@ -367,18 +367,13 @@ def general_system_title(apdu):
     return bytes(apdu[start:end])
 
 
-@micropython.native
 def _length_prefixed(buf, pos, what):
     """(start, end) of the content after the A-XDR length at buf[pos]."""
-    if pos < len(buf) and buf[pos] < 0x80:  # the short form, as nearly always
-        end = pos + 1 + buf[pos]
-        pos += 1
-    else:
-        try:
-            n, pos = decode_length(buf, pos)
-        except DecodeError:
-            raise _deciphering("bad %s length" % what)
-        end = pos + n
+    try:
+        n, pos = decode_length(buf, pos)
+    except DecodeError:
+        raise _deciphering("bad %s length" % what)
+    end = pos + n
     if end > len(buf):
         raise _deciphering("%s truncated" % what)
     return pos, end

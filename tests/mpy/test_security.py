@@ -644,3 +644,30 @@ def test_describe_keys():
     assert "NO KEYS" in keys.describe_keys(None)
     assert "4D4D4D0000000042" in keys.describe_keys(dict(keys.TEST_KEYS, system_title=unhex("4D4D4D0000000042"),
                                                          ek=bytes(16), ak=bytes(16), bk=bytes(16), kek=bytes(16)))
+
+
+
+def test_lengths_in_every_form_and_truncation():
+    # unwrap reads short-form lengths in place and hands the others to the A-XDR
+    # parser: a request of 200 octets (long form 0x81 nn), and short ones written with
+    # a needless long form (0x82 00 nn, also for the system title), open alike; cut or
+    # padded ones are refused without consuming a counter.
+    from dlms.axdr import encode_length
+    set_big = unhex("C101C1000100002B0100FF0200") + b"\x09\x81\xb4" + bytes(180)
+    ctx, s = _session()
+    ic = 0
+    for plain, tag in ((set_big, 0xC9), (set_big, 0xDB), (GET_CLOCK, 0xC8), (GET_CLOCK, 0xDB)):
+        for short in (True, False):
+            ic += 1
+            content = security.protect(0x30, EK, AK, GB_ST, ic, plain)
+            n = len(content)
+            length = encode_length(n) if short else b"\x82" + struct.pack(">H", n)
+            head = bytes((tag,))
+            if tag == 0xDB:
+                head += (b"\x08" if short else b"\x82\x00\x08") + GB_ST
+            apdu = head + length + content
+            assert raises(SecurityError, s.unwrap, apdu[:-1]).kind == DECIPHERING_ERROR
+            assert raises(SecurityError, s.unwrap, apdu + b"\x00").kind == DECIPHERING_ERROR
+            got, form = s.unwrap(apdu)
+            assert got == plain and form[0] == (1 if tag == 0xDB else 0), (tag, short)
+    assert ctx.peer_counters["ek"].value == ic
