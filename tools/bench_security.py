@@ -185,28 +185,28 @@ def get_costs(meter, gets, idle, rounds=30):
         counter[0] = ic + n
         return [encipher(GET_ENERGY, GURUX_TITLE, ic + k, True) for k in range(n)]
 
-    def check(replies, ciphered):
+    def check(replies, is_ciphered):
         for reply in replies:
-            if ciphered and reply[:1] != b"\xdb":
+            if is_ciphered and reply[:1] != b"\xdb":
                 raise RuntimeError("ciphered GET answered %s" % reply.hex())
-            if (decipher(reply, METER_TITLE) if ciphered else reply)[:4] != b"\xc4\x01\xc1\x00":
+            if (decipher(reply, METER_TITLE) if is_ciphered else reply)[:4] != b"\xc4\x01\xc1\x00":
                 raise RuntimeError("GET answered %s" % reply.hex())
 
-    kinds = ((plain_link, plain_batch, False, Batches(meter, idle), []),
-             (secure_link, ciphered_batch, True, Batches(meter, idle), []))
-    for link, batch, ciphered, _, _ in kinds:  # warm-up: first-use allocations
-        check([link.request(apdu) for apdu in batch(50)], ciphered)
+    plain, ciphered = Batches(meter, idle), Batches(meter, idle)
+    p_us, c_us = [], []
+    kinds = ((plain_link, plain_batch, False, plain, p_us), (secure_link, ciphered_batch, True, ciphered, c_us))
+    for link, batch, is_ciphered, _, _ in kinds:  # warm-up: first-use allocations
+        check([link.request(apdu) for apdu in batch(50)], is_ciphered)
     per = max(1, gets // rounds)
     for _ in range(rounds):  # plain and ciphered batches alternate
-        for link, batch, ciphered, batches, us in kinds:
+        for link, batch, is_ciphered, batches, us in kinds:
             cost, replies = batches.send(link, batch(per))
             us.append(cost)
-            check(replies, ciphered)
-    p_us, c_us = kinds[0][4], kinds[1][4]
+            check(replies, is_ciphered)
     for raw, c in ((plain_link, public), (secure_link, mgmt)):
         raw.disconnect()
         c.close()
-    return median(p_us), median(c_us), median([c / p for p, c in zip(p_us, c_us)]), kinds[0][3].count
+    return median(p_us), median(c_us), median([c / p for p, c in zip(p_us, c_us)]), plain.count
 
 
 def association_cost(meter, count, idle):

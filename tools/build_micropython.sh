@@ -70,7 +70,7 @@ dpkg --print-foreign-architectures | grep -qx i386 || { dpkg --add-architecture 
 need_packages build-essential dpkg-dev pkgconf python3 gcc-multilib libffi-dev:i386 libffi-dev
 [ -n "${MPY_DIR:-}" ] || debian_source "micropython=$MPY_VERSION" "$SRC"
 debian_source mbedtls "$MBEDTLS_SRC"
-case $(cat "$MBEDTLS_SRC/include/mbedtls/build_info.h" | sed -n 's/^#define MBEDTLS_VERSION_STRING  *"\(.*\)"/\1/p') in
+case $(sed -n 's/^#define MBEDTLS_VERSION_STRING  *"\(.*\)"/\1/p' "$MBEDTLS_SRC/include/mbedtls/build_info.h") in
     3.6.*) ;;
     *) echo "build: expected mbedTLS 3.6 in Debian trixie, found another version" >&2; exit 1 ;;
 esac

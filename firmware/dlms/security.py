@@ -30,7 +30,7 @@ from micropython import const
 from dlms import acse
 from dlms.counters import OwnCounter, PeerCounter
 from dlms.keys import load_keys, replaced
-from dlms.axdr import decode_length
+from dlms.axdr import decode_length, encode_length
 from dlms.counters import CounterUnavailable, ReplayError
 from dlms.errors import DecodeError, ProtocolError
 from dlms.gcm import AESGCM
@@ -165,9 +165,9 @@ def protect(sc, key, ak, system_title, ic, plaintext):
 # The IV (system title || IC) of each sender and the AAD of the common modes (SC || AK)
 # are kept in buffers filled in but for the IC and the SC, which each APDU writes: a
 # ciphered APDU then costs no allocation and no copy for them.
-def iv_buffer(system_title):
+def iv_buffer(system_title, error=ValueError):
     if len(system_title) != _SYSTEM_TITLE_LEN:
-        raise ValueError("system title is 8 octets")
+        raise error("system title is 8 octets")
     return bytearray(system_title) + bytes(4)
 
 
@@ -204,9 +204,8 @@ def unprotect(key, ak, system_title, content):
     """content = SC || IC || out -> (sc, ic, plaintext). Raises SecurityError
     (DECIPHERING_ERROR) on a bad SC, a short content or a bad tag. Does not look at
     counters: callers check ic against the key's counter."""
-    if len(system_title) != _SYSTEM_TITLE_LEN:
-        raise _deciphering("system title is 8 octets")
-    return unseal(_cipher(key), aad_buffer(ak), iv_buffer(system_title), content, 0, len(content))
+    iv = iv_buffer(system_title, _deciphering)
+    return unseal(_cipher(key), aad_buffer(ak), iv, content, 0, len(content))
 
 
 @micropython.native
@@ -266,10 +265,8 @@ class SecurityContext:
 
     def __init__(self, keys, system_title, own_counter, peer_counters,
                  policy=POLICY_AUTHENTICATED_ENCRYPTED, urandom=None, store=None):
-        if len(system_title) != _SYSTEM_TITLE_LEN:
-            raise ValueError("system title is 8 octets")
+        self.iv = iv_buffer(system_title)  # the meter's IVs (ValueError unless 8 octets)
         self.system_title = bytes(system_title)
-        self.iv = iv_buffer(self.system_title)  # the meter's IVs
         self.own_counter = own_counter
         self.peer_counters = peer_counters
         self.policy = policy
@@ -383,20 +380,13 @@ def _length_prefixed(buf, pos, what):
 def _head_before(buf, start, tag, system_title, n):
     """Write tag [|| len || system title] || len(n) just before buf[start], where n
     octets of content begin; -> where the head begins (WRAP_HEADROOM is its most)."""
-    if n < 0x80:
+    if n < 0x80:  # the short form, as nearly always, written in place
         start -= 1
         buf[start] = n
-    elif n < 0x100:
-        start -= 2
-        buf[start] = 0x81
-        buf[start + 1] = n
-    elif n < 0x10000:
-        start -= 3
-        buf[start] = 0x82
-        buf[start + 1] = n >> 8
-        buf[start + 2] = n & 0xFF
     else:
-        raise ProtocolError("ciphered content too long")
+        length = encode_length(n)
+        start -= len(length)
+        buf[start:start + len(length)] = length
     if system_title is not None:
         start -= len(system_title) + 1
         buf[start] = len(system_title)
